@@ -1,0 +1,370 @@
+//! The `ImageShare` custom resource: what users write (spec) and what the operator reports
+//! (status). Pure data and schema; no I/O. Every field's doc comment becomes `kubectl explain`
+//! text, and the CEL rules here are enforced by the apiserver at apply time.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the ImageShare resource.
+pub const GROUP: &str = "imageshare.dev";
+
+/// Desired sharing of one or more Glance images with a list of member projects.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "imageshare.dev",
+    version = "v1alpha1",
+    kind = "ImageShare",
+    namespaced,
+    shortname = "ishare",
+    category = "openstack",
+    status = "ImageShareStatus",
+    derive = "PartialEq",
+    doc = "ImageShare keeps the member list and member statuses of OpenStack Glance images equal to this object.",
+    printcolumn(name = "Image", type_ = "string", json_path = ".status.image", description = "the image(s) resolved from spec.image"),
+    printcolumn(name = "Members", type_ = "string", json_path = ".status.membersInSync", description = "members in sync / members declared"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.membership != 'Exclusive' || has(self.producer)").message("membership Exclusive needs spec.producer: only the image owner can remove members"))]
+#[x_kube(validation = Rule::new("has(self.producer) || has(self.image.id)").message("without spec.producer (consumer-only use) the image must be given by spec.image.id"))]
+#[x_kube(validation = Rule::new("has(self.producer) || self.members.all(m, has(m.consumer) && has(m.status))").message("without spec.producer (consumer-only use) every member needs consumer credentials and a status"))]
+#[serde(rename_all = "camelCase")]
+pub struct ImageShareSpec {
+    /// The image(s) to share, owned by the producer: exactly one of id, name or selector.
+    pub image: ImageRef,
+
+    /// Credentials of the image owner's project, used to resolve the image and to add and
+    /// remove members. Omit it for consumer-only use: the object then only sets the status
+    /// of the listed members with their own credentials (an image shared from elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<CredentialsSource>,
+
+    /// Projects the image is shared with. Each project appears at most once.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["project"]), length(max = 1000))]
+    pub members: Vec<MemberSpec>,
+
+    /// What happens to members of the image that this object does not declare. Additive (the
+    /// default) leaves them alone; Exclusive removes them (needs spec.producer).
+    #[serde(default)]
+    pub membership: Membership,
+
+    /// What deleting this ImageShare does to the members it declares. Delete (the default)
+    /// removes them from the image; Orphan leaves them in Glance as they are.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// How often Glance is checked for drift (Glance has no watch API), as a duration such as
+    /// 30s, 10m or 1h; between 30s and 24h. Defaults to the operator's --resync-period (10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('30s') && duration(self) <= duration('24h')").message("resyncPeriod must be between 30s and 24h"))]
+    pub resync_period: Option<String>,
+
+    /// When true, the operator observes and reports but changes nothing in Glance.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Which image(s) to share: exactly one of id, name or selector.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("[has(self.id), has(self.name), has(self.selector)].filter(x, x).size() == 1").message("exactly one of image.id, image.name or image.selector must be set"))]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRef {
+    /// Glance image ID (a UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"))]
+    pub id: Option<String>,
+
+    /// Exact image name; it must match exactly one image owned by the producer's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub name: Option<String>,
+
+    /// Every image owned by the producer's project that matches; images created later are
+    /// picked up on the next resync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<ImageSelector>,
+}
+
+/// Selects images owned by the producer by tags and/or name prefix (both must match).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("size(self.tags) > 0 || (has(self.namePrefix) && size(self.namePrefix) > 0)").message("image.selector needs at least one tag or a non-empty namePrefix"))]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSelector {
+    /// Tags the image must all carry.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub tags: Vec<String>,
+
+    /// Prefix the image name must start with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub name_prefix: Option<String>,
+}
+
+/// Where to find an OpenStack identity.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSource {
+    /// A Secret in the ImageShare's namespace holding clouds.yaml.
+    pub credentials_ref: CredentialsRef,
+}
+
+/// Reference to a clouds.yaml entry inside a Secret of the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    /// Name of a Secret in the same namespace with key `clouds.yaml` (and optionally `cacert`,
+    /// a PEM bundle used to verify the cloud's TLS certificates).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+
+    /// Entry under `clouds:` in that clouds.yaml.
+    #[schemars(length(min = 1, max = 255))]
+    pub cloud_name: String,
+}
+
+/// One project the image is shared with.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberSpec {
+    /// Keystone project ID of the consumer (Glance's member_id).
+    #[schemars(length(min = 1, max = 255))]
+    pub project: String,
+
+    /// Status to keep this member at: accepted, rejected or pending. Omitted: the status is
+    /// left to the consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MemberStatus>,
+
+    /// Credentials of the consumer project, used to set its status (only a member can set
+    /// its own status). Without them the producer's credentials are tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<CredentialsSource>,
+}
+
+/// Status of an image member in Glance.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+#[schemars(transform = drop_description)]
+pub enum MemberStatus {
+    /// The consumer has not answered yet.
+    Pending,
+    /// The image shows in the consumer's image list.
+    Accepted,
+    /// The consumer declined; the image does not show in its list but stays usable by ID.
+    Rejected,
+}
+
+/// Keeps the field's own doc comment in the CRD: kube hoists an `Option<enum>`'s schema into
+/// the field and would otherwise replace the field's description with the enum's.
+fn drop_description(schema: &mut schemars::Schema) {
+    schema.remove("description");
+}
+
+/// How undeclared members are treated.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Membership {
+    /// Members not declared here are left alone.
+    #[default]
+    Additive,
+    /// Members not declared here are removed.
+    Exclusive,
+}
+
+/// What deleting the ImageShare does.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Remove the declared members from the image.
+    #[default]
+    Delete,
+    /// Leave the members in Glance.
+    Orphan,
+}
+
+/// What the operator observed and did, for people and for GitOps health checks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageShareStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Short display of the resolved image(s), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Declared members in sync over declared members (all images), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_in_sync: Option<String>,
+
+    /// The images spec.image resolved to.
+    #[serde(default)]
+    pub images: Vec<ImageStatus>,
+
+    /// One entry per declared member and image.
+    #[serde(default)]
+    pub members: Vec<MemberState>,
+
+    /// Conditions; Ready summarises the object (kstatus conventions).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+
+    /// When this status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+}
+
+/// An image the spec resolved to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    /// Glance image ID.
+    pub id: String,
+    /// Image name, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Glance visibility (members can only be added while it is `shared`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
+}
+
+/// Observed state of one declared member on one image.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberState {
+    /// Glance image ID.
+    pub image: String,
+    /// Keystone project ID.
+    pub project: String,
+    /// Status observed in Glance; absent when the project is not a member (yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MemberStatus>,
+    /// Status the spec asks for; absent when the status is left to the consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_status: Option<MemberStatus>,
+    /// Summary of this member: InSync, Progressing, AwaitingConsumer, Conflict, Failed or
+    /// Suspended.
+    pub state: MemberPhase,
+    /// Why the member is not in sync, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Summary state of one member.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberPhase {
+    /// The member exists with the desired status (or any status, when not managed).
+    InSync,
+    /// A change was made or is pending in this pass.
+    Progressing,
+    /// The member is shared but its status waits for the consumer (no consumer credentials,
+    /// or the status is left to the consumer and it has not answered).
+    AwaitingConsumer,
+    /// Another ImageShare created earlier declares the same image and project.
+    Conflict,
+    /// OpenStack refused or failed a change; see message.
+    Failed,
+    /// spec.suspend is true and the member differs from the spec.
+    Suspended,
+}
+
+/// The bounded set of Ready reasons; also used as Event reasons and metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Everything declared is in place.
+    InSync,
+    /// Changes were made in this pass; the next pass confirms them.
+    Progressing,
+    /// A managed status could not be set: the consumer has to act or give credentials.
+    AwaitingConsumer,
+    /// spec.suspend is true.
+    Suspended,
+    /// No image matches spec.image.
+    ImageNotFound,
+    /// spec.image.name matches more than one image.
+    ImageAmbiguous,
+    /// The image's visibility is not `shared`, so it cannot have members.
+    ImageNotShared,
+    /// A referenced Secret or its clouds.yaml entry is missing.
+    CredentialsMissing,
+    /// Credentials are malformed or rejected by Keystone.
+    CredentialsInvalid,
+    /// OpenStack refused an operation (HTTP 403) or rejected it as invalid.
+    Forbidden,
+    /// Glance's member quota for the image is exhausted (HTTP 413).
+    MemberQuotaExceeded,
+    /// Another ImageShare claims the same image and project.
+    Conflict,
+    /// A passing fault (5xx, timeout, connection error, 429); retried with backoff.
+    TransientError,
+}
+
+impl Reason {
+    /// The reason as written in conditions, Events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InSync => "InSync",
+            Reason::Progressing => "Progressing",
+            Reason::AwaitingConsumer => "AwaitingConsumer",
+            Reason::Suspended => "Suspended",
+            Reason::ImageNotFound => "ImageNotFound",
+            Reason::ImageAmbiguous => "ImageAmbiguous",
+            Reason::ImageNotShared => "ImageNotShared",
+            Reason::CredentialsMissing => "CredentialsMissing",
+            Reason::CredentialsInvalid => "CredentialsInvalid",
+            Reason::Forbidden => "Forbidden",
+            Reason::MemberQuotaExceeded => "MemberQuotaExceeded",
+            Reason::Conflict => "Conflict",
+            Reason::TransientError => "TransientError",
+        }
+    }
+
+    /// Whether Ready is True with this reason.
+    pub fn is_ready(self) -> bool {
+        self == Reason::InSync
+    }
+
+    /// Every reason, for metrics initialisation and tests.
+    pub const ALL: [Reason; 13] = [
+        Reason::InSync,
+        Reason::Progressing,
+        Reason::AwaitingConsumer,
+        Reason::Suspended,
+        Reason::ImageNotFound,
+        Reason::ImageAmbiguous,
+        Reason::ImageNotShared,
+        Reason::CredentialsMissing,
+        Reason::CredentialsInvalid,
+        Reason::Forbidden,
+        Reason::MemberQuotaExceeded,
+        Reason::Conflict,
+        Reason::TransientError,
+    ];
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ImageShare {
+    /// The Ready condition, if the status has one.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+    }
+}
+
+/// The CRD as YAML, exactly as committed under crds/.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    serde_saphyr::to_string(&ImageShare::crd())
+}

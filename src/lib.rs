@@ -1,0 +1,12 @@
+//! ImageShare: a Kubernetes operator that keeps OpenStack Glance image members and member
+//! statuses equal to a declarative `ImageShare` object.
+//!
+//! Module map:
+//! - [`api`]: the `ImageShare` custom resource (spec, status, conditions).
+//! - [`openstack`]: clouds.yaml parsing, Keystone auth with a shared token cache, a typed
+//!   Glance client and the one error classifier. All OpenStack I/O lives here.
+//! - [`controller`]: reconcile (finalizer dispatch), the pure plan and status builder, apply,
+//!   cleanup and per-object backoff.
+
+pub mod api;
+pub mod openstack;

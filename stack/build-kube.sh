@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver and kubectl from their Go modules into the cache folder.
+# A second run finds the binaries and returns at once.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+need go "install Go (https://go.dev/doc/install); it builds kube-apiserver and etcd"
+
+if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" && -x "$BIN_DIR/kubectl" ]]; then
+  exit 0
+fi
+
+WORK="$CACHE_DIR/go/wrapper-$KUBE_VERSION-$ETCD_VERSION"
+mkdir -p "$WORK/kube" "$WORK/etcd" "$BIN_DIR"
+BUILD_LOG="$CACHE_DIR/go/build-$KUBE_VERSION-$ETCD_VERSION.log"
+: >"$BUILD_LOG"
+
+build_failed() { die "$1 build failed; see $BUILD_LOG (last lines: $(tail -3 "$BUILD_LOG" | tr '\n' ' '))"; }
+
+# etcd: a wrapper module that requires the server module; its main package is the binary.
+if [[ ! -x "$BIN_DIR/etcd" ]]; then
+  log "building etcd $ETCD_VERSION (first time only)"
+  (
+    cd "$WORK/etcd"
+    cat >go.mod <<MOD
+module local/etcdbuild
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+    printf 'package tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
+    go mod tidy
+    go build -trimpath -ldflags='-s -w' -o "$BIN_DIR/etcd.tmp" go.etcd.io/etcd/server/v3
+    mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
+  ) >>"$BUILD_LOG" 2>&1 || build_failed etcd
+fi
+
+# kube-apiserver and kubectl: k8s.io/kubernetes replaces its staging modules with local
+# paths, so the wrapper replaces each with the published v0.Y.Z of the same module.
+if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kubectl" ]]; then
+  log "building kube-apiserver and kubectl $KUBE_VERSION (first time only; long on 2 cores)"
+  (
+    cd "$WORK/kube"
+    modinfo="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")"
+    gomod="$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"$modinfo")"
+    staging_version="v0.${KUBE_VERSION#v1.}"
+    {
+      echo "module local/kubebuild"
+      echo
+      echo "go 1.24"
+      echo
+      echo "require k8s.io/kubernetes $KUBE_VERSION"
+      echo
+      echo "replace ("
+      grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$gomod" | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
+      echo ")"
+    } >go.mod
+    printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' >tools.go
+    go mod tidy
+    go build -trimpath -ldflags='-s -w' -o "$BIN_DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+    mv "$BIN_DIR/kube-apiserver.tmp" "$BIN_DIR/kube-apiserver"
+    go build -trimpath -ldflags='-s -w' -o "$BIN_DIR/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+    mv "$BIN_DIR/kubectl.tmp" "$BIN_DIR/kubectl"
+  ) >>"$BUILD_LOG" 2>&1 || build_failed kube-apiserver/kubectl
+fi
+log "built: $(cd "$BIN_DIR" && du -h etcd kube-apiserver kubectl | tr '\n' ' ')"

@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# Shared settings for the local stack scripts: versions, ports, paths, and helpers.
+# Sourced by the other scripts in this folder; does no I/O by itself beyond mkdir.
+
+set -euo pipefail
+
+STACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$STACK_DIR/.." && pwd)"
+
+# Versions (pinned).
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KEYSTONE_VERSION="${KEYSTONE_VERSION:-30.0.0}"
+GLANCE_VERSION="${GLANCE_VERSION:-33.0.0}"
+OSC_VERSION="${OSC_VERSION:-10.5.0}"
+
+# Cache outside git: built binaries, Go module/build caches, the Python virtualenv.
+CACHE_DIR="${IMAGESHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imageshare-stack}"
+BIN_DIR="$CACHE_DIR/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
+VENV_DIR="$CACHE_DIR/venv/keystone-$KEYSTONE_VERSION-glance-$GLANCE_VERSION"
+
+# Runtime state (data dirs, logs, pids, kubeconfig, clouds.yaml): inside the repo, ignored by git.
+STATE_DIR="${IMAGESHARE_STATE:-$REPO_DIR/.stack}"
+LOG_DIR="$STATE_DIR/logs"
+PID_DIR="$STATE_DIR/pids"
+KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
+CLOUDS_PATH="$STATE_DIR/clouds.yaml"
+
+# Ports on 127.0.0.1, chosen away from the usual 2379/6443/5000/9292.
+ETCD_PORT="${ETCD_PORT:-23790}"
+ETCD_PEER_PORT="${ETCD_PEER_PORT:-23800}"
+KUBE_PORT="${KUBE_PORT:-26443}"
+KEYSTONE_PORT="${KEYSTONE_PORT:-25000}"
+GLANCE_PORT="${GLANCE_PORT:-29292}"
+
+# Demo/test identities. Local-only throwaway passwords for a loopback test bed.
+ADMIN_PASSWORD="${ADMIN_PASSWORD:-stack-admin-secret}"
+USER_PASSWORD="${USER_PASSWORD:-stack-user-secret}"
+
+export GOMODCACHE="$CACHE_DIR/go/mod"
+export GOCACHE="$CACHE_DIR/go/build"
+export GOFLAGS="-buildvcs=false"
+export PIP_CACHE_DIR="$CACHE_DIR/pip"
+
+die() { echo "stack: error: $*" >&2; exit 1; }
+log() { echo "stack: $*" >&2; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "missing tool '$1': $2"
+}
+
+# port_free PORT -> fails with a clear line if something listens on 127.0.0.1:PORT.
+port_free() {
+  local port="$1" name="$2"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port 127.0.0.1:$port for $name is already in use (set ${name^^}_PORT to another port, or run 'make down')"
+  fi
+}
+
+mkdir -p "$CACHE_DIR"

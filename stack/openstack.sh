@@ -1,0 +1,287 @@
+# shellcheck shell=bash
+# Keystone + Glance half of the local stack (127.0.0.1, SQLite, state under $STATE_DIR/openstack).
+# Sourced after lib.sh by stack/up.sh. Defines:
+#   openstack_start  configure, bootstrap and start Keystone and Glance from a wiped state dir,
+#                    create the test identities, write $CLOUDS_PATH and $STATE_DIR/projects.env
+#   openstack_stop   stop both services (safe when nothing runs; also cleans up after a crash)
+
+OS_STATE_DIR="$STATE_DIR/openstack"
+OPENSTACK_TIMEOUT="${OPENSTACK_TIMEOUT:-60}"   # seconds each service may take to answer
+OS_CONSUMERS=(consumer-a consumer-b consumer-c)
+
+# _os_launch NAME MODULE:APP PORT [VAR=VALUE...] -> starts wsgi_serve.py in the background.
+# The trailing "$STATE_DIR" argument lets openstack_stop recognise our processes.
+_os_launch() {
+  local name="$1" app="$2" port="$3"
+  shift 3
+  env "$@" WSGI_APP="$app" WSGI_PORT="$port" \
+    "$VENV_DIR/bin/python" "$STACK_DIR/wsgi_serve.py" "$name" "$STATE_DIR" \
+    >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$PID_DIR/$name.pid"
+  disown $! 2>/dev/null || true
+}
+
+# _os_wait NAME URL -> polls URL until it answers; on failure stops everything, dies with one line.
+_os_wait() {
+  local name="$1" url="$2" pid deadline=$((SECONDS + OPENSTACK_TIMEOUT))
+  pid="$(<"$PID_DIR/$name.pid")"
+  until curl -sf -o /dev/null --max-time 3 "$url"; do
+    if ! _os_alive "$pid"; then
+      openstack_stop >/dev/null 2>&1 || true
+      die "$name exited during start-up; see $LOG_DIR/$name.log"
+    fi
+    if ((SECONDS >= deadline)); then
+      openstack_stop >/dev/null 2>&1 || true
+      die "$name did not answer on $url within ${OPENSTACK_TIMEOUT}s; see $LOG_DIR/$name.log"
+    fi
+    sleep 0.3
+  done
+}
+
+# _os_alive PID -> true if PID runs and is not a zombie.
+_os_alive() {
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
+
+# _os_ours PID -> true if PID is a wsgi_serve.py launched for this $STATE_DIR.
+_os_ours() {
+  local -a args
+  mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
+  ((${#args[@]} >= 3)) || return 1
+  [[ "${args[1]}" == */wsgi_serve.py && "${args[-1]}" == "$STATE_DIR" ]]
+}
+
+# _os_kill PID -> TERM, wait up to 10 s, then KILL.
+_os_kill() {
+  local pid="$1" i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    _os_alive "$pid" || return 0
+    sleep 0.2
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# _os_run STEP CMD... -> runs a set-up command, output to the set-up log; dies with one line.
+_os_run() {
+  local step="$1"
+  shift
+  echo "== $step" >>"$LOG_DIR/openstack-setup.log"
+  "$@" >>"$LOG_DIR/openstack-setup.log" 2>&1 || die "$step failed; see $LOG_DIR/openstack-setup.log"
+}
+
+_os_write_keystone_conf() {
+  local d="$OS_STATE_DIR/keystone"
+  mkdir -p "$d/fernet-keys" "$d/receipt-keys" "$d/credential-keys"
+  chmod 700 "$d/fernet-keys" "$d/receipt-keys" "$d/credential-keys"
+  cat >"$d/keystone.conf" <<EOF
+[DEFAULT]
+use_stderr = true
+[database]
+connection = sqlite:///$d/keystone.sqlite
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $d/fernet-keys
+[fernet_receipts]
+key_repository = $d/receipt-keys
+[credential]
+key_repository = $d/credential-keys
+EOF
+}
+
+_os_write_glance_conf() {
+  local d="$OS_STATE_DIR/glance"
+  mkdir -p "$d/images" "$d/staging" "$d/tasks" "$d/cache" "$d/locks"
+  cp "$VENV_DIR/etc/glance/glance-api-paste.ini" "$d/glance-api-paste.ini"
+  cat >"$d/glance-api.conf" <<EOF
+[DEFAULT]
+use_stderr = true
+bind_host = 127.0.0.1
+bind_port = $GLANCE_PORT
+enabled_backends = fs:file
+image_cache_dir = $d/cache
+worker_self_reference_url = http://127.0.0.1:$GLANCE_PORT
+[database]
+connection = sqlite:///$d/glance.sqlite
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = $d/images
+[os_glance_staging_store]
+filesystem_store_datadir = $d/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $d/tasks
+[oslo_concurrency]
+lock_path = $d/locks
+[paste_deploy]
+flavor = keystone
+[keystone_authtoken]
+www_authenticate_uri = http://127.0.0.1:$KEYSTONE_PORT/v3
+auth_url = http://127.0.0.1:$KEYSTONE_PORT/v3
+auth_type = password
+username = glance
+password = $USER_PASSWORD
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+EOF
+}
+
+# Creates service/test projects, users, role assignments and the image endpoints through the
+# Keystone REST API; prints NAME_PROJECT_ID=... lines.
+_os_bootstrap_identities() {
+  KS_URL="http://127.0.0.1:$KEYSTONE_PORT/v3" GLANCE_URL="http://127.0.0.1:$GLANCE_PORT" \
+    ADMIN_PASSWORD="$ADMIN_PASSWORD" USER_PASSWORD="$USER_PASSWORD" \
+    CONSUMERS="${OS_CONSUMERS[*]}" "$VENV_DIR/bin/python" - <<'EOF'
+import json, os, sys, urllib.error, urllib.request
+
+ks, env = os.environ["KS_URL"], os.environ
+
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(ks + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.headers, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        sys.exit(f"keystone {method} {path}: HTTP {e.code} {e.read()[:300]!r}")
+
+headers, _ = call("POST", "/auth/tokens", {"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": env["ADMIN_PASSWORD"]}}},
+    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+tok = headers["X-Subject-Token"]
+
+def api(method, path, body=None):
+    return call(method, path, body, tok)[1]
+
+roles = {r["name"]: r["id"] for r in api("GET", "/roles")["roles"]}
+if "member" not in roles:
+    roles["member"] = api("POST", "/roles", {"role": {"name": "member"}})["role"]["id"]
+
+def project_with_user(project, user, role):
+    pid = api("POST", "/projects", {"project": {"name": project, "domain_id": "default"}})["project"]["id"]
+    uid = api("POST", "/users", {"user": {"name": user, "domain_id": "default",
+              "password": env["USER_PASSWORD"], "default_project_id": pid}})["user"]["id"]
+    api("PUT", f"/projects/{pid}/users/{uid}/roles/{roles[role]}")
+    return pid
+
+project_with_user("service", "glance", "admin")
+sid = api("POST", "/services", {"service": {"type": "image", "name": "glance"}})["service"]["id"]
+for iface in ("public", "internal", "admin"):
+    api("POST", "/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
+        "url": env["GLANCE_URL"], "region_id": "RegionOne"}})
+
+for name in ["producer"] + env["CONSUMERS"].split():
+    pid = project_with_user(name, name, "member")
+    print(f"{name.upper().replace('-', '_')}_PROJECT_ID={pid}")
+EOF
+}
+
+_os_write_clouds() {
+  local name
+  {
+    echo "# clouds.yaml for the local test bed (written by stack/openstack.sh; throwaway passwords)."
+    echo "clouds:"
+    _os_cloud admin admin "$ADMIN_PASSWORD"
+    for name in producer "${OS_CONSUMERS[@]}"; do
+      _os_cloud "$name" "$name" "$USER_PASSWORD"
+    done
+  } >"$CLOUDS_PATH"
+}
+
+# _os_cloud NAME(=user) PROJECT PASSWORD
+_os_cloud() {
+  cat <<EOF
+  $1:
+    auth:
+      auth_url: http://127.0.0.1:$KEYSTONE_PORT/v3
+      username: $1
+      password: $3
+      project_name: $2
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    interface: public
+    identity_api_version: 3
+EOF
+}
+
+openstack_start() {
+  local ks_conf="$OS_STATE_DIR/keystone/keystone.conf" ids glance_sync
+  [[ -x "$VENV_DIR/bin/keystone-manage" ]] || die "no OpenStack virtualenv at $VENV_DIR; run stack/install-openstack.sh"
+  port_free "$KEYSTONE_PORT" keystone
+  port_free "$GLANCE_PORT" glance
+  mkdir -p "$OS_STATE_DIR" "$LOG_DIR" "$PID_DIR"
+  : >"$LOG_DIR/openstack-setup.log"
+  _os_write_keystone_conf
+  _os_write_glance_conf
+
+  # Glance's schema does not depend on Keystone: migrate it while Keystone is set up.
+  _os_run "glance-manage db_sync" env OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance" \
+    "$VENV_DIR/bin/glance-manage" --config-dir "$OS_STATE_DIR/glance" db_sync &
+  glance_sync=$!
+
+  log "keystone: configuring (db_sync, key repositories, bootstrap)"
+  _os_run "keystone-manage fernet_setup" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" \
+    fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+  _os_run "keystone-manage credential_setup" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" \
+    credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+  _os_run "keystone-manage db_sync" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" db_sync
+  _os_run "keystone-manage bootstrap" env OS_BOOTSTRAP_PASSWORD="$ADMIN_PASSWORD" \
+    "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" bootstrap \
+    --bootstrap-admin-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
+    --bootstrap-public-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
+    --bootstrap-internal-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
+    --bootstrap-region-id RegionOne
+
+  log "keystone: starting on 127.0.0.1:$KEYSTONE_PORT"
+  _os_launch keystone keystone.wsgi.api:application "$KEYSTONE_PORT" OS_KEYSTONE_CONFIG_FILES="$ks_conf"
+  _os_wait keystone "http://127.0.0.1:$KEYSTONE_PORT/v3"
+
+  # Glance only needs Keystone when it serves a request: start it now, create identities meanwhile.
+  wait "$glance_sync" || { openstack_stop >/dev/null 2>&1; exit 1; }
+  log "glance: starting on 127.0.0.1:$GLANCE_PORT"
+  _os_launch glance glance.wsgi.api:application "$GLANCE_PORT" OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance"
+
+  log "keystone: creating projects, users and the image endpoints"
+  if ! ids="$(_os_bootstrap_identities 2>>"$LOG_DIR/openstack-setup.log")"; then
+    openstack_stop >/dev/null 2>&1 || true
+    die "keystone identity bootstrap failed; see $LOG_DIR/openstack-setup.log"
+  fi
+  printf '# Keystone project IDs of the local test bed (written by stack/openstack.sh).\n%s\n' "$ids" \
+    >"$STATE_DIR/projects.env"
+  _os_write_clouds
+
+  _os_wait glance "http://127.0.0.1:$GLANCE_PORT/healthcheck"
+  log "openstack: keystone http://127.0.0.1:$KEYSTONE_PORT/v3, glance http://127.0.0.1:$GLANCE_PORT; clouds: $CLOUDS_PATH"
+}
+
+openstack_stop() {
+  local name pid
+  for name in glance keystone; do
+    if [[ -f "$PID_DIR/$name.pid" ]]; then
+      pid="$(<"$PID_DIR/$name.pid")"
+      if [[ "$pid" =~ ^[0-9]+$ ]] && _os_ours "$pid"; then
+        _os_kill "$pid"
+      fi
+      rm -f "$PID_DIR/$name.pid"
+    fi
+  done
+  # Leftovers whose pid files were lost or stale (e.g. after a crash).
+  for pid in /proc/[0-9]*; do
+    pid="${pid#/proc/}"
+    if _os_ours "$pid"; then
+      _os_kill "$pid"
+    fi
+  done
+  return 0
+}
