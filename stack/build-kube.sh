@@ -57,9 +57,14 @@ if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kubectl" ]]; then
     } >go.mod
     printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' >tools.go
     go mod tidy
-    go build -trimpath -ldflags='-s -w' -o "$BIN_DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+    minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+    ldflags="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    go build -trimpath -ldflags="$ldflags" -o "$BIN_DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
     mv "$BIN_DIR/kube-apiserver.tmp" "$BIN_DIR/kube-apiserver"
-    go build -trimpath -ldflags='-s -w' -o "$BIN_DIR/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+    go build -trimpath -ldflags="$ldflags" -o "$BIN_DIR/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
     mv "$BIN_DIR/kubectl.tmp" "$BIN_DIR/kubectl"
   ) >>"$BUILD_LOG" 2>&1 || build_failed kube-apiserver/kubectl
 fi

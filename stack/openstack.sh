@@ -10,12 +10,12 @@ OPENSTACK_TIMEOUT="${OPENSTACK_TIMEOUT:-60}"   # seconds each service may take t
 OS_CONSUMERS=(consumer-a consumer-b consumer-c)
 
 # _os_launch NAME MODULE:APP PORT [VAR=VALUE...] -> starts wsgi_serve.py in the background.
-# The trailing "$STATE_DIR" argument lets openstack_stop recognise our processes.
+# The trailing "$OS_STATE_DIR" argument lets openstack_stop (and down.sh) recognise our processes.
 _os_launch() {
   local name="$1" app="$2" port="$3"
   shift 3
   env "$@" WSGI_APP="$app" WSGI_PORT="$port" \
-    "$VENV_DIR/bin/python" "$STACK_DIR/wsgi_serve.py" "$name" "$STATE_DIR" \
+    "$VENV_DIR/bin/python" "$STACK_DIR/wsgi_serve.py" "$name" "$OS_STATE_DIR" \
     >"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$PID_DIR/$name.pid"
   disown $! 2>/dev/null || true
@@ -46,12 +46,12 @@ _os_alive() {
   [[ "${stat:0:1}" != Z ]]
 }
 
-# _os_ours PID -> true if PID is a wsgi_serve.py launched for this $STATE_DIR.
+# _os_ours PID -> true if PID is a wsgi_serve.py launched for this $OS_STATE_DIR.
 _os_ours() {
   local -a args
   mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
   ((${#args[@]} >= 3)) || return 1
-  [[ "${args[1]}" == */wsgi_serve.py && "${args[-1]}" == "$STATE_DIR" ]]
+  [[ "${args[1]}" == */wsgi_serve.py && "${args[-1]}" == "$OS_STATE_DIR" ]]
 }
 
 # _os_kill PID -> TERM, wait up to 10 s, then KILL.
@@ -216,7 +216,7 @@ EOF
 }
 
 openstack_start() {
-  local ks_conf="$OS_STATE_DIR/keystone/keystone.conf" ids glance_sync
+  local ks_conf="$OS_STATE_DIR/keystone/keystone.conf" ids glance_sync fernet credential
   [[ -x "$VENV_DIR/bin/keystone-manage" ]] || die "no OpenStack virtualenv at $VENV_DIR; run stack/install-openstack.sh"
   port_free "$KEYSTONE_PORT" keystone
   port_free "$GLANCE_PORT" glance
@@ -231,11 +231,15 @@ openstack_start() {
   glance_sync=$!
 
   log "keystone: configuring (db_sync, key repositories, bootstrap)"
+  # The key repositories and the schema are independent: set them up in parallel.
   _os_run "keystone-manage fernet_setup" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" \
-    fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+    fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" &
+  fernet=$!
   _os_run "keystone-manage credential_setup" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" \
-    credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+    credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" &
+  credential=$!
   _os_run "keystone-manage db_sync" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" db_sync
+  wait "$fernet" && wait "$credential" || exit 1
   _os_run "keystone-manage bootstrap" env OS_BOOTSTRAP_PASSWORD="$ADMIN_PASSWORD" \
     "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" bootstrap \
     --bootstrap-admin-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \

@@ -4,7 +4,7 @@ Started by stack/openstack.sh. Configured only through the environment, because 
 parse sys.argv with oslo.config when imported (any argument of ours would crash them):
   WSGI_APP   module:attribute, e.g. keystone.wsgi.api:application
   WSGI_PORT  TCP port on 127.0.0.1
-Command-line arguments are ignored; openstack.sh passes a name and the state dir only so that
+Command-line arguments are ignored; openstack.sh passes a name and its state dir only so that
 the process can be recognised (and stopped) after a crash that left stale pid files.
 """
 

@@ -1,0 +1,50 @@
+# Entry points. `make demo` and `make test` work on a fresh machine: they build and start the
+# local stack (etcd, kube-apiserver, Keystone, Glance on 127.0.0.1) themselves.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: up down build crds check unit e2e test demo operator
+
+## Start the local stack (builds/installs it the first time, cached outside git).
+up:
+	bash stack/up.sh
+
+## Stop everything the stack and the operator started.
+down:
+	bash stack/down.sh
+
+build:
+	$(CARGO) build --locked
+
+## Regenerate the committed CRD YAML from src/api.rs.
+crds: build
+	$(CARGO) run --locked -q -- crd > crds/imageshare.dev_imageshares.yaml
+	cp crds/imageshare.dev_imageshares.yaml deploy/base/crd.yaml
+
+## Static checks: formatting and lints.
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Unit tests (pure parts, no server needed).
+unit:
+	$(CARGO) test --locked --lib --bins
+
+## Start the operator as its own ServiceAccount against the running stack.
+operator: build
+	bash stack/operator.sh
+
+## End-to-end tests against the real stack; the operator runs with the RBAC from deploy/.
+e2e: build
+	bash stack/up.sh
+	bash stack/operator.sh
+	$(CARGO) test --locked --test e2e -- --test-threads=8
+
+## Everything CI runs.
+test: check unit e2e
+
+## The main job: stack up, operator running, examples applied and Ready.
+demo: build
+	bash stack/up.sh
+	bash stack/operator.sh
+	bash stack/demo.sh

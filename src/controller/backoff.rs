@@ -1,0 +1,98 @@
+//! Per-object exponential backoff for transient failures (kube-runtime has none built in),
+//! honouring a server's Retry-After, reset on success; and resync jitter. No I/O.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::ImageShare;
+
+/// First retry delay.
+const BASE: Duration = Duration::from_secs(2);
+/// Longest delay between retries.
+const MAX: Duration = Duration::from_secs(300);
+
+/// Failure counts per object.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<ObjectRef<ImageShare>, u32>>,
+}
+
+impl Backoff {
+    /// Records one more failure of `key` and returns how long to wait: BASE doubling per
+    /// consecutive failure up to MAX, at least `retry_after`, with up to 10% jitter.
+    pub fn next(&self, key: &ObjectRef<ImageShare>, retry_after: Option<Duration>) -> Duration {
+        let attempt = {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let n = failures.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        delay(attempt, retry_after, fastrand::f64())
+    }
+
+    /// Forgets the failures of `key` after a successful pass.
+    pub fn reset(&self, key: &ObjectRef<ImageShare>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// The delay for the `attempt`-th consecutive failure; `random` in [0, 1) spreads retries.
+pub fn delay(attempt: u32, retry_after: Option<Duration>, random: f64) -> Duration {
+    let exp = BASE.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
+    let capped = exp.min(MAX);
+    let jittered = capped.mul_f64(1.0 + 0.1 * random.clamp(0.0, 1.0));
+    jittered.max(retry_after.unwrap_or_default())
+}
+
+/// A resync period stretched by up to 10% so objects do not all resync at once.
+pub fn jitter(period: Duration) -> Duration {
+    period.mul_f64(1.0 + 0.1 * fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_doubles_per_failure_up_to_the_cap() {
+        assert_eq!(delay(1, None, 0.0), Duration::from_secs(2));
+        assert_eq!(delay(2, None, 0.0), Duration::from_secs(4));
+        assert_eq!(delay(5, None, 0.0), Duration::from_secs(32));
+        assert_eq!(delay(50, None, 0.0), MAX);
+    }
+
+    #[test]
+    fn retry_after_from_the_server_wins_when_longer() {
+        assert_eq!(
+            delay(1, Some(Duration::from_secs(30)), 0.0),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            delay(8, Some(Duration::from_secs(30)), 0.0),
+            Duration::from_secs(256)
+        );
+    }
+
+    #[test]
+    fn success_resets_the_backoff() {
+        let backoff = Backoff::default();
+        let key = ObjectRef::new("x").within("ns");
+        backoff.next(&key, None);
+        backoff.next(&key, None);
+        assert!(backoff.next(&key, None) >= Duration::from_secs(8));
+        backoff.reset(&key);
+        assert!(backoff.next(&key, None) < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let d = jitter(Duration::from_secs(100));
+        assert!(d >= Duration::from_secs(100) && d <= Duration::from_secs(110));
+    }
+}

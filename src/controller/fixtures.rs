@@ -1,0 +1,92 @@
+//! Test fixtures: builders for specs and observed images, so tests read as sentences.
+
+use std::collections::BTreeMap;
+
+use super::plan::ObservedImage;
+use crate::api::{
+    CredentialsRef, CredentialsSource, ImageRef, ImageShareSpec, MemberSpec, MemberStatus,
+    Membership,
+};
+
+/// A spec sharing image `img` as producer `producer-cloud`, with no members yet.
+pub fn spec() -> ImageShareSpec {
+    ImageShareSpec {
+        image: ImageRef {
+            id: Some("img".into()),
+            ..ImageRef::default()
+        },
+        producer: Some(credentials("producer-cloud")),
+        members: Vec::new(),
+        membership: Membership::Additive,
+        deletion_policy: Default::default(),
+        resync_period: None,
+        suspend: false,
+    }
+}
+
+fn credentials(secret: &str) -> CredentialsSource {
+    CredentialsSource {
+        credentials_ref: CredentialsRef {
+            secret_name: secret.into(),
+            cloud_name: "openstack".into(),
+        },
+    }
+}
+
+/// Builder methods on the fixture spec.
+pub trait SpecExt {
+    /// Adds a member without consumer credentials.
+    fn member(self, project: &str, status: Option<MemberStatus>) -> Self;
+    /// Adds a member with a managed status and consumer credentials from `secret`.
+    fn member_with_consumer(self, project: &str, status: MemberStatus, secret: &str) -> Self;
+    /// Makes the membership Exclusive.
+    fn exclusive(self) -> Self;
+    /// Removes the producer (consumer-only use).
+    fn without_producer(self) -> Self;
+    /// Sets suspend.
+    fn suspended(self) -> Self;
+}
+
+impl SpecExt for ImageShareSpec {
+    fn member(mut self, project: &str, status: Option<MemberStatus>) -> Self {
+        self.members.push(MemberSpec {
+            project: project.into(),
+            status,
+            consumer: None,
+        });
+        self
+    }
+    fn member_with_consumer(mut self, project: &str, status: MemberStatus, secret: &str) -> Self {
+        self.members.push(MemberSpec {
+            project: project.into(),
+            status: Some(status),
+            consumer: Some(credentials(secret)),
+        });
+        self
+    }
+    fn exclusive(mut self) -> Self {
+        self.membership = Membership::Exclusive;
+        self
+    }
+    fn without_producer(mut self) -> Self {
+        self.producer = None;
+        self
+    }
+    fn suspended(mut self) -> Self {
+        self.suspend = true;
+        self
+    }
+}
+
+/// A shared image `id` with the given members.
+pub fn image(id: &str, members: &[(&str, MemberStatus)]) -> ObservedImage {
+    ObservedImage {
+        id: id.into(),
+        name: None,
+        visibility: Some("shared".into()),
+        members: members
+            .iter()
+            .map(|(p, s)| (p.to_string(), *s))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}

@@ -1,0 +1,370 @@
+//! The plan: a pure function of (spec, observed Glance state, claims of other ImageShares)
+//! that says which calls to make. Nothing else decides what to call. No I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::{CredentialsRef, ImageShareSpec, MemberStatus, Membership};
+
+/// One image as observed in Glance in this pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedImage {
+    /// Glance image ID.
+    pub id: String,
+    /// Image name, when known.
+    pub name: Option<String>,
+    /// Glance visibility, when known (unknown in consumer-only use).
+    pub visibility: Option<String>,
+    /// Current members: project ID to status. In consumer-only use only the declared
+    /// members' own rows are known.
+    pub members: BTreeMap<String, MemberStatus>,
+}
+
+impl ObservedImage {
+    /// Whether Glance accepts new members on this image (visibility `shared`).
+    pub fn accepts_members(&self) -> bool {
+        self.visibility.as_deref() == Some("shared")
+    }
+}
+
+/// A (image ID, project ID) pair.
+pub type Pair = (String, String);
+
+/// Whose credentials a status update uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// The member's own consumer credentials.
+    Consumer(CredentialsRef),
+    /// The producer's credentials (works only if the producer may set member status, e.g. admin).
+    Producer,
+}
+
+/// One call to make against Glance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Add `project` as a member of `image` (as producer).
+    Add {
+        /// Glance image ID.
+        image: String,
+        /// Keystone project ID.
+        project: String,
+    },
+    /// Set the member's status (as `identity`).
+    SetStatus {
+        /// Glance image ID.
+        image: String,
+        /// Keystone project ID.
+        project: String,
+        /// Status to set.
+        status: MemberStatus,
+        /// Whose credentials to use.
+        identity: Identity,
+    },
+    /// Remove `project` from `image` (as producer).
+    Remove {
+        /// Glance image ID.
+        image: String,
+        /// Keystone project ID.
+        project: String,
+    },
+}
+
+impl Step {
+    /// The (image, project) pair the step acts on.
+    pub fn pair(&self) -> Pair {
+        match self {
+            Step::Add { image, project }
+            | Step::SetStatus { image, project, .. }
+            | Step::Remove { image, project } => (image.clone(), project.clone()),
+        }
+    }
+}
+
+/// The calls to make in one pass, ordered per member (add before status).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Steps in order; steps of different members are independent.
+    pub steps: Vec<Step>,
+}
+
+/// Computes the plan for one pass.
+///
+/// - Declared members missing from an image are added, only with a producer and only while
+///   the image accepts members (visibility `shared`).
+/// - A declared status that differs from the observed one (or from `pending` for a member
+///   added in this pass) is set, with the consumer's credentials when given.
+/// - With `Exclusive`, members nobody declares are removed; members another ImageShare
+///   claims count as declared.
+/// - Pairs in `claimed_elsewhere` (declared by an earlier ImageShare) are never touched.
+pub fn plan(
+    spec: &ImageShareSpec,
+    images: &[ObservedImage],
+    claimed_elsewhere: &BTreeSet<Pair>,
+) -> Plan {
+    let mut steps = Vec::new();
+    for image in images {
+        for member in &spec.members {
+            let pair = (image.id.clone(), member.project.clone());
+            if claimed_elsewhere.contains(&pair) {
+                continue;
+            }
+            let observed = match image.members.get(&member.project) {
+                Some(status) => Some(*status),
+                None if spec.producer.is_some() && image.accepts_members() => {
+                    steps.push(Step::Add {
+                        image: image.id.clone(),
+                        project: member.project.clone(),
+                    });
+                    Some(MemberStatus::Pending)
+                }
+                None => None,
+            };
+            if let (Some(current), Some(desired)) = (observed, member.status)
+                && current != desired
+            {
+                steps.push(Step::SetStatus {
+                    image: image.id.clone(),
+                    project: member.project.clone(),
+                    status: desired,
+                    identity: match &member.consumer {
+                        Some(c) => Identity::Consumer(c.credentials_ref.clone()),
+                        None => Identity::Producer,
+                    },
+                });
+            }
+        }
+        if spec.membership == Membership::Exclusive && spec.producer.is_some() {
+            let declared: BTreeSet<&str> =
+                spec.members.iter().map(|m| m.project.as_str()).collect();
+            for project in image.members.keys() {
+                let pair = (image.id.clone(), project.clone());
+                if !declared.contains(project.as_str()) && !claimed_elsewhere.contains(&pair) {
+                    steps.push(Step::Remove {
+                        image: image.id.clone(),
+                        project: project.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Plan { steps }
+}
+
+/// The removals a `Delete` deletion policy makes: every declared member present on an
+/// observed image, except pairs another ImageShare claims.
+pub fn cleanup_plan(
+    spec: &ImageShareSpec,
+    images: &[ObservedImage],
+    claimed_elsewhere: &BTreeSet<Pair>,
+) -> Plan {
+    let steps = images
+        .iter()
+        .flat_map(|image| {
+            spec.members
+                .iter()
+                .filter(|m| image.members.contains_key(&m.project))
+                .map(|m| (image.id.clone(), m.project.clone()))
+        })
+        .filter(|pair| !claimed_elsewhere.contains(pair))
+        .map(|(image, project)| Step::Remove { image, project })
+        .collect();
+    Plan { steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{SpecExt, image, spec};
+
+    fn no_claims() -> BTreeSet<Pair> {
+        BTreeSet::new()
+    }
+
+    #[test]
+    fn missing_member_is_added_and_its_declared_status_set_as_the_consumer() {
+        let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
+        let plan = plan(&spec, &[image("img", &[])], &no_claims());
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::Add {
+                    image: "img".into(),
+                    project: "a".into()
+                },
+                Step::SetStatus {
+                    image: "img".into(),
+                    project: "a".into(),
+                    status: MemberStatus::Accepted,
+                    identity: Identity::Consumer(CredentialsRef {
+                        secret_name: "team-a".into(),
+                        cloud_name: "openstack".into()
+                    }),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn member_in_sync_needs_no_step() {
+        let spec = spec().member("a", Some(MemberStatus::Accepted));
+        let plan = plan(
+            &spec,
+            &[image("img", &[("a", MemberStatus::Accepted)])],
+            &no_claims(),
+        );
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn unmanaged_status_is_never_set() {
+        let spec = spec().member("a", None);
+        let plan = plan(
+            &spec,
+            &[image("img", &[("a", MemberStatus::Rejected)])],
+            &no_claims(),
+        );
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn pending_desired_status_on_a_new_member_needs_only_the_add() {
+        let spec = spec().member("a", Some(MemberStatus::Pending));
+        let plan = plan(&spec, &[image("img", &[])], &no_claims());
+        assert_eq!(plan.steps.len(), 1);
+        assert!(matches!(plan.steps[0], Step::Add { .. }));
+    }
+
+    #[test]
+    fn drifted_status_without_consumer_credentials_is_set_as_producer() {
+        let spec = spec().member("a", Some(MemberStatus::Accepted));
+        let plan = plan(
+            &spec,
+            &[image("img", &[("a", MemberStatus::Rejected)])],
+            &no_claims(),
+        );
+        assert_eq!(
+            plan.steps,
+            vec![Step::SetStatus {
+                image: "img".into(),
+                project: "a".into(),
+                status: MemberStatus::Accepted,
+                identity: Identity::Producer,
+            }]
+        );
+    }
+
+    #[test]
+    fn additive_share_leaves_undeclared_member_alone() {
+        let spec = spec().member("a", None);
+        let plan = plan(
+            &spec,
+            &[image(
+                "img",
+                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
+            )],
+            &no_claims(),
+        );
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn exclusive_share_removes_undeclared_member() {
+        let spec = spec().member("a", None).exclusive();
+        let plan = plan(
+            &spec,
+            &[image(
+                "img",
+                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
+            )],
+            &no_claims(),
+        );
+        assert_eq!(
+            plan.steps,
+            vec![Step::Remove {
+                image: "img".into(),
+                project: "x".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn exclusive_share_keeps_member_claimed_by_another_imageshare() {
+        let spec = spec().member("a", None).exclusive();
+        let claims = BTreeSet::from([("img".to_string(), "x".to_string())]);
+        let plan = plan(
+            &spec,
+            &[image(
+                "img",
+                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
+            )],
+            &claims,
+        );
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn member_claimed_by_an_earlier_imageshare_is_not_touched() {
+        let spec = spec().member("a", Some(MemberStatus::Accepted));
+        let claims = BTreeSet::from([("img".to_string(), "a".to_string())]);
+        let plan = plan(&spec, &[image("img", &[])], &claims);
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn private_image_gets_no_add() {
+        let spec = spec().member("a", Some(MemberStatus::Accepted));
+        let mut private = image("img", &[]);
+        private.visibility = Some("private".into());
+        let plan = plan(&spec, &[private], &no_claims());
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn consumer_only_share_only_sets_statuses() {
+        let spec = spec()
+            .member_with_consumer("a", MemberStatus::Accepted, "team-a")
+            .member_with_consumer("b", MemberStatus::Rejected, "team-b")
+            .without_producer();
+        let mut observed = image("img", &[("a", MemberStatus::Pending)]);
+        observed.visibility = None;
+        let plan = plan(&spec, &[observed], &no_claims());
+        assert_eq!(plan.steps.len(), 1);
+        assert!(matches!(
+            &plan.steps[0],
+            Step::SetStatus { project, status: MemberStatus::Accepted, .. } if project == "a"
+        ));
+    }
+
+    #[test]
+    fn every_selected_image_gets_the_members() {
+        let spec = spec().member("a", None);
+        let plan = plan(&spec, &[image("one", &[]), image("two", &[])], &no_claims());
+        let pairs: Vec<Pair> = plan.steps.iter().map(Step::pair).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("one".to_string(), "a".to_string()),
+                ("two".to_string(), "a".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn cleanup_removes_only_declared_members_that_exist() {
+        let spec = spec().member("a", None).member("b", None);
+        let plan = cleanup_plan(
+            &spec,
+            &[image(
+                "img",
+                &[("a", MemberStatus::Accepted), ("x", MemberStatus::Accepted)],
+            )],
+            &no_claims(),
+        );
+        assert_eq!(
+            plan.steps,
+            vec![Step::Remove {
+                image: "img".into(),
+                project: "a".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! The status builder: a pure function from what one pass observed and did to the
+//! `ImageShare` status (per-member state, Ready condition). No I/O; the one writer lives in
+//! the controller and only writes when [`needs_write`] says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::Failure;
+use super::plan::{ObservedImage, Pair, Step};
+use crate::api::{
+    ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus, Reason,
+};
+
+/// What happened to one step of the plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Glance accepted the call (or it was already done: 409 on add, 404 on remove).
+    Done,
+    /// The producer may not set this status and no consumer credentials were given.
+    AwaitingConsumer,
+    /// The call failed.
+    Failed(Failure),
+}
+
+/// Everything one pass learned, the input of [`build`].
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Images observed in this pass (empty when `failure` stopped the pass first).
+    pub images: Vec<ObservedImage>,
+    /// Steps applied in this pass with their outcomes (empty when suspended).
+    pub outcomes: Vec<(Step, Outcome)>,
+    /// Pairs declared by an earlier ImageShare: pair to that object's namespace/name.
+    pub claimed_elsewhere: BTreeMap<Pair, String>,
+    /// Per-project failures that are not tied to one step (e.g. missing consumer Secret).
+    pub member_failures: BTreeMap<String, Failure>,
+    /// A failure that stopped the whole pass (credentials, image resolution, transient).
+    pub failure: Option<Failure>,
+}
+
+impl Report {
+    /// A report for a pass stopped by `failure` before observing anything.
+    pub fn failed(failure: Failure) -> Self {
+        Report {
+            failure: Some(failure),
+            ..Report::default()
+        }
+    }
+
+    /// The pairs claimed by other ImageShares, as a set for the planner.
+    pub fn claims(&self) -> BTreeSet<Pair> {
+        self.claimed_elsewhere.keys().cloned().collect()
+    }
+
+    /// Whether any step changed something in Glance.
+    pub fn changed_anything(&self) -> bool {
+        self.outcomes.iter().any(|(_, o)| *o == Outcome::Done)
+    }
+}
+
+/// Reasons a member can fail with, most urgent first; the Ready reason is the first present.
+const MEMBER_FAILURE_ORDER: [Reason; 6] = [
+    Reason::CredentialsMissing,
+    Reason::CredentialsInvalid,
+    Reason::Forbidden,
+    Reason::MemberQuotaExceeded,
+    Reason::ImageNotShared,
+    Reason::TransientError,
+];
+
+/// One member row plus the reason behind it (reasons are not part of the row).
+struct Row {
+    state: MemberState,
+    reason: Option<Reason>,
+}
+
+/// Builds the status for `spec` at `generation` from a pass `report`. `previous` provides the
+/// condition's lastTransitionTime, lastSyncTime, and the member rows kept when the pass failed
+/// before observing; `now` stamps a Ready transition.
+pub fn build(
+    spec: &ImageShareSpec,
+    generation: Option<i64>,
+    report: &Report,
+    previous: Option<&ImageShareStatus>,
+    now: &Time,
+) -> ImageShareStatus {
+    let (images, members) = match (&report.failure, previous) {
+        (Some(_), Some(prev)) => (prev.images.clone(), prev.members.clone()),
+        (Some(_), None) => (Vec::new(), Vec::new()),
+        (None, _) => {
+            let rows = member_rows(spec, report);
+            let reason = summary_reason(spec, report, &rows);
+            let members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
+            let images = report
+                .images
+                .iter()
+                .map(|i| ImageStatus {
+                    id: i.id.clone(),
+                    name: i.name.clone(),
+                    visibility: i.visibility.clone(),
+                })
+                .collect();
+            return finish(
+                spec,
+                generation,
+                images,
+                members,
+                reason,
+                previous,
+                now,
+                None,
+            );
+        }
+    };
+    let failure = report.failure.as_ref();
+    let reason = failure.map_or(Reason::TransientError, |f| f.reason);
+    finish(
+        spec,
+        generation,
+        images,
+        members,
+        reason,
+        previous,
+        now,
+        failure.map(|f| f.message.clone()),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    spec: &ImageShareSpec,
+    generation: Option<i64>,
+    images: Vec<ImageStatus>,
+    members: Vec<MemberState>,
+    reason: Reason,
+    previous: Option<&ImageShareStatus>,
+    now: &Time,
+    failure_message: Option<String>,
+) -> ImageShareStatus {
+    let in_sync = members.iter().filter(|m| satisfied(m)).count();
+    let message = failure_message.unwrap_or_else(|| ready_message(reason, &members, &images));
+    let status = if reason.is_ready() { "True" } else { "False" };
+    let last_transition_time = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == "Ready"))
+        .filter(|c| c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    ImageShareStatus {
+        observed_generation: generation,
+        image: Some(image_display(spec, &images)),
+        members_in_sync: Some(format!("{in_sync}/{}", members.len())),
+        images,
+        members,
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: reason.as_str().into(),
+            message,
+            observed_generation: generation,
+            last_transition_time,
+        }],
+        last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
+    }
+}
+
+/// Whether the status must be written: anything but lastSyncTime differs.
+pub fn needs_write(previous: Option<&ImageShareStatus>, new: &ImageShareStatus) -> bool {
+    match previous {
+        None => true,
+        Some(prev) => {
+            let mut prev = prev.clone();
+            prev.last_sync_time = new.last_sync_time.clone();
+            prev != *new
+        }
+    }
+}
+
+/// A member row counts as in sync when the spec asks nothing more of it.
+fn satisfied(m: &MemberState) -> bool {
+    m.state == MemberPhase::InSync
+        || (m.state == MemberPhase::AwaitingConsumer && m.desired_status.is_none())
+}
+
+fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for image in &report.images {
+        for member in &spec.members {
+            let pair = (image.id.clone(), member.project.clone());
+            let mut current = image.members.get(&member.project).copied();
+            let mut changed = false;
+            let mut awaiting = false;
+            let mut failed: Option<&Failure> = report.member_failures.get(&member.project);
+            for (step, outcome) in report.outcomes.iter().filter(|(s, _)| s.pair() == pair) {
+                match (step, outcome) {
+                    (Step::Add { .. }, Outcome::Done) => {
+                        current = current.or(Some(MemberStatus::Pending));
+                        changed = true;
+                    }
+                    (Step::SetStatus { status, .. }, Outcome::Done) => {
+                        current = Some(*status);
+                        changed = true;
+                    }
+                    (_, Outcome::AwaitingConsumer) => awaiting = true,
+                    (_, Outcome::Failed(f)) => failed = failed.or(Some(f)),
+                    (Step::Remove { .. }, Outcome::Done) => {}
+                }
+            }
+            let (state, reason, message) = if let Some(owner) = report.claimed_elsewhere.get(&pair)
+            {
+                (
+                    MemberPhase::Conflict,
+                    Some(Reason::Conflict),
+                    Some(format!(
+                        "ImageShare {owner} already declares project {} on image {}",
+                        member.project, image.id
+                    )),
+                )
+            } else if let Some(f) = failed {
+                (MemberPhase::Failed, Some(f.reason), Some(f.message.clone()))
+            } else if awaiting {
+                (
+                    MemberPhase::AwaitingConsumer,
+                    Some(Reason::AwaitingConsumer),
+                    Some("the producer may not set this status; the consumer must set it, or give consumer credentials".into()),
+                )
+            } else if current.is_none() && spec.suspend {
+                (
+                    MemberPhase::Suspended,
+                    None,
+                    Some("not a member; suspended".into()),
+                )
+            } else if current.is_none() && spec.producer.is_some() && !image.accepts_members() {
+                (
+                    MemberPhase::Failed,
+                    Some(Reason::ImageNotShared),
+                    Some(format!(
+                        "image {} has visibility {}; members need visibility shared",
+                        image.id,
+                        image.visibility.as_deref().unwrap_or("unknown")
+                    )),
+                )
+            } else if current.is_none() {
+                (
+                    MemberPhase::Failed,
+                    Some(Reason::Forbidden),
+                    Some("not a member, and no producer to add it".into()),
+                )
+            } else if changed {
+                (MemberPhase::Progressing, Some(Reason::Progressing), None)
+            } else if member.status.is_some() && current != member.status {
+                (MemberPhase::Suspended, None, Some("status differs; suspended".into()))
+            } else if member.status.is_none() && current == Some(MemberStatus::Pending) {
+                (
+                    MemberPhase::AwaitingConsumer,
+                    None,
+                    Some("shared; the consumer has not accepted yet".into()),
+                )
+            } else {
+                (MemberPhase::InSync, None, None)
+            };
+            rows.push(Row {
+                state: MemberState {
+                    image: image.id.clone(),
+                    project: member.project.clone(),
+                    status: current,
+                    desired_status: member.status,
+                    state,
+                    message,
+                },
+                reason,
+            });
+        }
+    }
+    rows
+}
+
+fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reason {
+    let has = |r: Reason| rows.iter().any(|row| row.reason == Some(r));
+    if let Some(r) = MEMBER_FAILURE_ORDER.into_iter().find(|r| has(*r)) {
+        return r;
+    }
+    if has(Reason::Conflict) {
+        Reason::Conflict
+    } else if spec.suspend {
+        Reason::Suspended
+    } else if has(Reason::Progressing) || report.changed_anything() {
+        Reason::Progressing
+    } else if has(Reason::AwaitingConsumer) {
+        Reason::AwaitingConsumer
+    } else {
+        Reason::InSync
+    }
+}
+
+fn ready_message(reason: Reason, members: &[MemberState], images: &[ImageStatus]) -> String {
+    let in_sync = members.iter().filter(|m| satisfied(m)).count();
+    let counts = format!(
+        "{in_sync}/{} members in sync on {} image{}",
+        members.len(),
+        images.len(),
+        if images.len() == 1 { "" } else { "s" }
+    );
+    let first_problem = members
+        .iter()
+        .find(|m| !satisfied(m) && m.message.is_some())
+        .map(|m| {
+            format!(
+                "; project {} on image {}: {}",
+                m.project,
+                m.image,
+                m.message.as_deref().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    match reason {
+        Reason::InSync => counts,
+        Reason::Progressing => format!("changes applied, confirming on the next pass; {counts}"),
+        _ => format!("{counts}{first_problem}"),
+    }
+}
+
+fn image_display(spec: &ImageShareSpec, images: &[ImageStatus]) -> String {
+    match images {
+        [one] => one.name.clone().unwrap_or_else(|| one.id.clone()),
+        [] => spec
+            .image
+            .id
+            .clone()
+            .or_else(|| spec.image.name.clone())
+            .unwrap_or_else(|| "(selector)".into()),
+        many => format!("{} images", many.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{SpecExt, image, spec};
+    use crate::controller::plan::{Identity, plan};
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    fn ready(status: &ImageShareStatus) -> (&str, &str) {
+        let c = &status.conditions[0];
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn accepted_member_and_unanswered_member_are_ready_in_sync() {
+        let spec = spec()
+            .member_with_consumer("a", MemberStatus::Accepted, "team-a")
+            .member("b", None);
+        let report = Report {
+            images: vec![image(
+                "img",
+                &[("a", MemberStatus::Accepted), ("b", MemberStatus::Pending)],
+            )],
+            ..Report::default()
+        };
+        let status = build(&spec, Some(3), &report, None, &now());
+        assert_eq!(ready(&status), ("True", "InSync"));
+        assert_eq!(status.members[0].state, MemberPhase::InSync);
+        assert_eq!(status.members[1].state, MemberPhase::AwaitingConsumer);
+        assert_eq!(status.members_in_sync.as_deref(), Some("2/2"));
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions[0].observed_generation, Some(3));
+    }
+
+    #[test]
+    fn a_pass_that_changed_glance_is_progressing() {
+        let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
+        let images = vec![image("img", &[])];
+        let steps = plan(&spec, &images, &BTreeSet::new()).steps;
+        let report = Report {
+            images,
+            outcomes: steps.into_iter().map(|s| (s, Outcome::Done)).collect(),
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "Progressing"));
+        assert_eq!(status.members[0].status, Some(MemberStatus::Accepted));
+        assert_eq!(status.members[0].state, MemberPhase::Progressing);
+    }
+
+    #[test]
+    fn refused_producer_status_update_awaits_the_consumer() {
+        let spec = spec().member("a", Some(MemberStatus::Accepted));
+        let report = Report {
+            images: vec![image("img", &[("a", MemberStatus::Pending)])],
+            outcomes: vec![(
+                Step::SetStatus {
+                    image: "img".into(),
+                    project: "a".into(),
+                    status: MemberStatus::Accepted,
+                    identity: Identity::Producer,
+                },
+                Outcome::AwaitingConsumer,
+            )],
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "AwaitingConsumer"));
+        assert_eq!(status.members[0].state, MemberPhase::AwaitingConsumer);
+        assert_eq!(status.members_in_sync.as_deref(), Some("0/1"));
+    }
+
+    #[test]
+    fn private_image_reports_image_not_shared() {
+        let spec = spec().member("a", None);
+        let mut private = image("img", &[]);
+        private.visibility = Some("private".into());
+        let report = Report {
+            images: vec![private],
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "ImageNotShared"));
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("has visibility private")
+        );
+    }
+
+    #[test]
+    fn failed_consumer_credentials_outrank_transient_errors() {
+        let spec = spec()
+            .member_with_consumer("a", MemberStatus::Accepted, "team-a")
+            .member_with_consumer("b", MemberStatus::Accepted, "team-b");
+        let report = Report {
+            images: vec![image(
+                "img",
+                &[("a", MemberStatus::Pending), ("b", MemberStatus::Pending)],
+            )],
+            member_failures: BTreeMap::from([
+                ("a".to_string(), Failure::transient("glance answered 503")),
+                (
+                    "b".to_string(),
+                    Failure::new(Reason::CredentialsMissing, "secret team-b not found"),
+                ),
+            ]),
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "CredentialsMissing"));
+    }
+
+    #[test]
+    fn pass_failure_keeps_previous_member_rows_and_reports_the_reason() {
+        let spec = spec().member("a", None);
+        let ok = Report {
+            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            ..Report::default()
+        };
+        let before = build(&spec, Some(1), &ok, None, &now());
+        let failed = Report::failed(Failure::new(
+            Reason::CredentialsInvalid,
+            "keystone refused the credentials of cloud openstack",
+        ));
+        let after = build(&spec, Some(1), &failed, Some(&before), &now());
+        assert_eq!(ready(&after), ("False", "CredentialsInvalid"));
+        assert_eq!(after.members, before.members);
+        assert!(after.conditions[0].message.contains("keystone refused"));
+    }
+
+    #[test]
+    fn conflicting_member_is_reported_on_the_later_imageshare() {
+        let spec = spec().member("a", None);
+        let report = Report {
+            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            claimed_elsewhere: BTreeMap::from([(
+                ("img".to_string(), "a".to_string()),
+                "team/first".to_string(),
+            )]),
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "Conflict"));
+        assert!(status.conditions[0].message.contains("team/first"));
+    }
+
+    #[test]
+    fn suspended_share_reports_suspended_even_when_in_sync() {
+        let spec = spec().member("a", None).suspended();
+        let report = Report {
+            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "Suspended"));
+    }
+
+    #[test]
+    fn unchanged_pass_needs_no_status_write() {
+        let spec = spec().member("a", None);
+        let report = Report {
+            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            ..Report::default()
+        };
+        let mut first = build(&spec, Some(1), &report, None, &now());
+        first.last_sync_time = Some(now());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default());
+        let second = build(&spec, Some(1), &report, Some(&first), &later);
+        assert!(!needs_write(Some(&first), &second));
+        assert_eq!(second.conditions, first.conditions);
+    }
+
+    #[test]
+    fn ready_transition_time_changes_only_with_the_ready_status() {
+        let spec = spec().member("a", None);
+        let synced = Report {
+            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            ..Report::default()
+        };
+        let first = build(&spec, Some(1), &synced, None, &now());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default());
+        let failed = Report::failed(Failure::transient("connection refused"));
+        let second = build(&spec, Some(1), &failed, Some(&first), &later);
+        assert!(needs_write(Some(&first), &second));
+        assert_eq!(second.conditions[0].last_transition_time, later);
+    }
+}

@@ -1,0 +1,120 @@
+# shellcheck shell=bash
+# etcd + kube-apiserver half of the local stack. Sourced by up.sh/down.sh after lib.sh.
+# Defines kube_start and kube_stop. Everything listens on 127.0.0.1 only.
+
+KUBE_STATE="$STATE_DIR/kube"
+ADMIN_TOKEN_FILE="$KUBE_STATE/admin.token"
+
+# start_bg NAME CMD... -> starts CMD in the background with its log and pid file.
+start_bg() {
+  local name="$1"; shift
+  nohup "$@" >"$LOG_DIR/$name.log" 2>&1 &
+  echo $! >"$PID_DIR/$name.pid"
+}
+
+# wait_for NAME TIMEOUT CHECK... -> polls CHECK until it succeeds; dies naming NAME and its log.
+wait_for() {
+  local name="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$(cat "$PID_DIR/$name.pid" 2>/dev/null)" 2>/dev/null; then
+      die "$name exited during start-up; see $LOG_DIR/$name.log (last lines: $(tail -3 "$LOG_DIR/$name.log" | tr '\n' ' '))"
+    fi
+    if ((SECONDS >= deadline)); then
+      die "$name not ready after ${timeout}s; see $LOG_DIR/$name.log"
+    fi
+    sleep 0.5
+  done
+}
+
+# stop_pidfile NAME -> TERM, wait up to 10 s, then KILL; silent when nothing runs.
+stop_pidfile() {
+  local file="$PID_DIR/$1.pid" pid
+  [[ -f "$file" ]] || return 0
+  pid="$(cat "$file")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+kube_certs() {
+  local d="$KUBE_STATE/pki"
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -sha256 -days 365 -subj "/CN=imageshare-local-ca" -out ca.crt
+    openssl ecparam -name prime256v1 -genkey -noout -out serving.key
+    openssl req -new -key serving.key -subj "/CN=kube-apiserver" -out serving.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n' >serving.ext
+    openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -sha256 -extfile serving.ext -out serving.crt
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >"$LOG_DIR/pki.log" 2>&1 || die "certificate generation failed; see $LOG_DIR/pki.log"
+}
+
+kube_start() {
+  need openssl "install openssl; it makes the local API server's certificates"
+  need curl "install curl; it checks readiness"
+  [[ -x "$BIN_DIR/kube-apiserver" ]] || die "kube-apiserver not built; run stack/build-kube.sh"
+  port_free "$ETCD_PORT" etcd
+  port_free "$ETCD_PEER_PORT" etcd_peer
+  port_free "$KUBE_PORT" kube
+  mkdir -p "$KUBE_STATE"
+  kube_certs
+
+  start_bg etcd "$BIN_DIR/etcd" --name local --data-dir "$KUBE_STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --listen-metrics-urls ""
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ADMIN_TOKEN_FILE"
+  printf '%s,admin,admin-uid,system:masters\n' "$(cat "$ADMIN_TOKEN_FILE")" >"$KUBE_STATE/tokens.csv"
+  chmod 600 "$ADMIN_TOKEN_FILE" "$KUBE_STATE/tokens.csv"
+
+  start_bg kube-apiserver "$BIN_DIR/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KUBE_PORT" \
+    --tls-cert-file "$KUBE_STATE/pki/serving.crt" --tls-private-key-file "$KUBE_STATE/pki/serving.key" \
+    --cert-dir "$KUBE_STATE/pki" \
+    --client-ca-file "$KUBE_STATE/pki/ca.crt" \
+    --token-auth-file "$KUBE_STATE/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-account-issuer "https://127.0.0.1:$KUBE_PORT" \
+    --service-account-key-file "$KUBE_STATE/pki/sa.pub" \
+    --service-account-signing-key-file "$KUBE_STATE/pki/sa.key" \
+    --api-audiences "https://127.0.0.1:$KUBE_PORT" \
+    --disable-admission-plugins ServiceAccount \
+    --allow-privileged=false --profiling=false --enable-priority-and-fairness=false
+  wait_for kube-apiserver 120 curl -sf --cacert "$KUBE_STATE/pki/ca.crt" \
+    -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$KUBE_PORT/readyz"
+
+  cat >"$KUBECONFIG_PATH" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$KUBE_PORT
+    certificate-authority: $KUBE_STATE/pki/ca.crt
+users:
+- name: admin
+  user:
+    token: $(cat "$ADMIN_TOKEN_FILE")
+contexts:
+- name: local
+  context: {cluster: local, user: admin}
+current-context: local
+KCFG
+  chmod 600 "$KUBECONFIG_PATH"
+}
+
+kube_stop() {
+  stop_pidfile kube-apiserver
+  stop_pidfile etcd
+}
