@@ -7,6 +7,11 @@
 //!   Glance client and the one error classifier. All OpenStack I/O lives here.
 //! - [`controller`]: reconcile (finalizer dispatch), the pure plan and status builder, apply,
 //!   cleanup and per-object backoff.
+//! - [`metrics`], [`http`], [`telemetry`]: Prometheus metrics, health endpoints, logging.
 
 pub mod api;
+pub mod controller;
+pub mod http;
+pub mod metrics;
 pub mod openstack;
+pub mod telemetry;

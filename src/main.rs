@@ -1,5 +1,15 @@
 //! `imageshare` binary: command-line parsing and wiring only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use imageshare::controller::{self, Options, parse_duration};
+use imageshare::http::{self, Readiness};
+use imageshare::metrics::Metrics;
+use imageshare::telemetry::{self, LogFormat};
 
 /// Declarative OpenStack Glance image sharing for Kubernetes.
 #[derive(Parser)]
@@ -11,14 +21,81 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller.
+    Operator(OperatorArgs),
     /// Print the ImageShare CustomResourceDefinition as YAML.
     Crd,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Kubeconfig file; in-cluster configuration when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long, env = "IMAGESHARE_NAMESPACE")]
+    namespace: Option<String>,
+    /// ImageShares reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Concurrent OpenStack requests per distinct credential.
+    #[arg(long, default_value_t = 8)]
+    per_cloud_limit: usize,
+    /// Resync period for ImageShares that set none (e.g. 10m).
+    #[arg(long, default_value = "10m", value_parser = parse_period)]
+    resync_period: std::time::Duration,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Log level or filter directives (RUST_LOG syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 30s, 10m or 1h"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", imageshare::api::crd_yaml()?),
+        Command::Operator(args) => operator(args).await?,
     }
+    Ok(())
+}
+
+async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    imageshare::openstack::install_crypto_provider();
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::incluster().context("in-cluster configuration")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Readiness::default();
+    let server = http::serve(args.metrics_addr, metrics.clone(), readiness.clone());
+    let options = Options {
+        namespace: args.namespace,
+        concurrency: args.concurrency,
+        default_resync: args.resync_period,
+        per_cloud_limit: args.per_cloud_limit,
+        readiness,
+    };
+    tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
+    tokio::select! {
+        result = server => result.context("metrics server")?,
+        () = controller::run(client, options, metrics) => {}
+    }
+    tracing::info!("stopped");
     Ok(())
 }

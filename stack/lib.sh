@@ -32,6 +32,7 @@ ETCD_PEER_PORT="${ETCD_PEER_PORT:-23800}"
 KUBE_PORT="${KUBE_PORT:-26443}"
 KEYSTONE_PORT="${KEYSTONE_PORT:-25000}"
 GLANCE_PORT="${GLANCE_PORT:-29292}"
+OPERATOR_PORT="${OPERATOR_PORT:-28080}"
 
 # Demo/test identities. Local-only throwaway passwords for a loopback test bed.
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-stack-admin-secret}"

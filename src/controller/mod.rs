@@ -33,6 +33,7 @@ use crate::api::{DeletionPolicy, ImageShare, ImageShareStatus, Reason};
 use crate::metrics::Metrics;
 use crate::openstack::{self, Clouds};
 use backoff::Backoff;
+use observe::Sessions;
 use plan::{Step, cleanup_plan, plan};
 use status::{Outcome, Report};
 
@@ -150,6 +151,8 @@ pub struct Options {
     pub default_resync: Duration,
     /// Concurrent requests per cloud credential.
     pub per_cloud_limit: usize,
+    /// Marked ready once the ImageShare cache is filled.
+    pub readiness: crate::http::Readiness,
 }
 
 /// Runs the controller until shutdown is requested (SIGTERM/ctrl-c).
@@ -164,6 +167,13 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     let controller = Controller::new(shares, watcher::Config::default().any_semantic());
     let store = controller.store();
     let mapper_store = store.clone();
+    let ready_store = store.clone();
+    let readiness = options.readiness.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            readiness.set_ready();
+        }
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         clouds: Clouds::new(options.per_cloud_limit),
@@ -218,6 +228,9 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe_reconcile(started.elapsed());
+    ctx.metrics
+        .keystone_authentications
+        .set(ctx.clouds.auth_count());
     result
 }
 
@@ -230,12 +243,13 @@ fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Act
 async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let claims = overlap::claims(share, &ctx.store.state());
-    let report = match observe::observe(share, ctx, claims).await {
+    let mut sessions = Sessions::new(ctx, share);
+    let report = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Report::failed(failure),
         Ok(mut report) => {
             let steps = plan(&share.spec, &report.images, &report.claims()).steps;
             if !share.spec.suspend {
-                report.outcomes = apply::apply(share, ctx, &report, steps).await;
+                report.outcomes = apply::apply(share, &mut sessions, steps).await;
             }
             report
         }
@@ -412,12 +426,13 @@ async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let claims = overlap::claims(share, &ctx.store.state());
-    let failure = match observe::observe(share, ctx, claims).await {
+    let mut sessions = Sessions::new(ctx, share);
+    let failure = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Some(failure),
         Ok(report) => {
             let steps = cleanup_plan(&share.spec, &report.images, &report.claims()).steps;
-            let mut cleaned = report.clone();
-            cleaned.outcomes = apply::apply(share, ctx, &report, steps).await;
+            let mut cleaned = report;
+            cleaned.outcomes = apply::apply(share, &mut sessions, steps).await;
             publish_step_events(share, ctx, &cleaned).await;
             cleaned.outcomes.into_iter().find_map(|(_, o)| match o {
                 Outcome::Failed(f) => Some(f),

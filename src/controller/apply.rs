@@ -1,0 +1,123 @@
+//! Apply step (I/O): executes a plan against Glance. Every call is idempotent (409 on add and
+//! 404 on remove count as done), so a crash at any point is repaired by the next pass. Steps
+//! of one member run in order; different members run concurrently (bounded, and each cloud
+//! credential has its own request limit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::observe::Sessions;
+use super::plan::{Identity, Pair, Step};
+use super::status::Outcome;
+use super::{Failure, Reason};
+use crate::api::ImageShare;
+use crate::openstack::{self, Session};
+
+/// Members worked on at once within one object.
+const MEMBER_CONCURRENCY: usize = 16;
+
+/// Runs `steps` and returns each with its outcome, in plan order.
+pub async fn apply(
+    share: &ImageShare,
+    sessions: &mut Sessions<'_>,
+    steps: Vec<Step>,
+) -> Vec<(Step, Outcome)> {
+    let producer = match &share.spec.producer {
+        Some(p) => Some(sessions.get(&p.credentials_ref).await),
+        None => None,
+    };
+    // Resolve every identity first (each Secret read once), then run without borrowing.
+    let mut groups: BTreeMap<Pair, Vec<(usize, Step, Result<Arc<Session>, Failure>)>> =
+        BTreeMap::new();
+    for (index, step) in steps.into_iter().enumerate() {
+        let session = match &step {
+            Step::SetStatus {
+                identity: Identity::Consumer(cref),
+                ..
+            } => sessions.get(cref).await,
+            _ => producer.clone().unwrap_or_else(|| {
+                Err(Failure::new(
+                    Reason::Forbidden,
+                    "no producer credentials to add or remove members",
+                ))
+            }),
+        };
+        groups
+            .entry(step.pair())
+            .or_default()
+            .push((index, step, session));
+    }
+    let mut results: Vec<(usize, Step, Outcome)> = futures::stream::iter(groups.into_values())
+        .map(run_group)
+        .buffer_unordered(MEMBER_CONCURRENCY)
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await;
+    results.sort_by_key(|(index, _, _)| *index);
+    results.into_iter().map(|(_, s, o)| (s, o)).collect()
+}
+
+/// Runs one member's steps in order; stops at the first failure.
+async fn run_group(
+    group: Vec<(usize, Step, Result<Arc<Session>, Failure>)>,
+) -> Vec<(usize, Step, Outcome)> {
+    let mut done = Vec::new();
+    let mut failed = false;
+    for (index, step, session) in group {
+        let outcome = if failed {
+            continue;
+        } else {
+            match session {
+                Ok(session) => run_step(&session, &step).await,
+                Err(failure) => Outcome::Failed(failure),
+            }
+        };
+        failed = matches!(outcome, Outcome::Failed(_));
+        done.push((index, step, outcome));
+    }
+    done
+}
+
+async fn run_step(session: &Session, step: &Step) -> Outcome {
+    use openstack::Error;
+    match step {
+        Step::Add { image, project } => match session.create_member(image, project).await {
+            Ok(_) | Err(Error::Conflict { .. }) => Outcome::Done,
+            Err(e) => Outcome::Failed(e.into()),
+        },
+        Step::Remove { image, project } => match session.delete_member(image, project).await {
+            Ok(()) | Err(Error::NotFound { .. }) => Outcome::Done,
+            Err(e) => Outcome::Failed(e.into()),
+        },
+        Step::SetStatus {
+            image,
+            project,
+            status,
+            identity,
+        } => match (
+            session.update_member_status(image, project, *status).await,
+            identity,
+        ) {
+            (Ok(_), _) => Outcome::Done,
+            (
+                Err(
+                    Error::NotFound { .. }
+                    | Error::Terminal {
+                        kind: openstack::TerminalKind::Forbidden,
+                        ..
+                    },
+                ),
+                Identity::Producer,
+            ) => Outcome::AwaitingConsumer,
+            (Err(Error::NotFound { .. }), Identity::Consumer(_)) => {
+                Outcome::Failed(Failure::new(
+                    Reason::ImageNotFound,
+                    format!("project {project} is not a member of image {image}"),
+                ))
+            }
+            (Err(e), _) => Outcome::Failed(e.into()),
+        },
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The demo on the running stack and operator: creates two producer images, applies examples/
+# into namespace "demo", waits until every ImageShare is Ready, and shows how to look around.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+kubectl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+openstack() { OS_CLIENT_CONFIG_FILE="$CLOUDS_PATH" "$VENV_DIR/bin/openstack" "$@"; }
+
+payload="$STATE_DIR/demo-image.raw"
+head -c 1024 /dev/zero >"$payload"
+for name in demo-golden-ubuntu demo-golden-debian; do
+  if ! openstack --os-cloud producer image show "$name" >/dev/null 2>&1; then
+    openstack --os-cloud producer image create --visibility shared --tag golden \
+      --disk-format raw --container-format bare --file "$payload" "$name" >/dev/null ||
+      die "creating image $name as the producer failed"
+    log "created image $name (visibility shared, tag golden) as the producer"
+  fi
+done
+
+kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+bash "$STACK_DIR/examples.sh" | kubectl apply -n demo -f -
+if ! kubectl wait -n demo --for=condition=Ready imageshare --all --timeout=120s >/dev/null; then
+  kubectl get imageshares -n demo -o wide
+  die "not every example became Ready within 120s; see $LOG_DIR/operator.log and 'kubectl describe imageshare -n demo'"
+fi
+
+echo
+kubectl get imageshares -A
+cat <<EOF
+
+The stack and the operator keep running ('make down' stops them). Try:
+  export KUBECONFIG=$KUBECONFIG_PATH OS_CLIENT_CONFIG_FILE=$CLOUDS_PATH
+  alias kubectl=$BIN_DIR/kubectl openstack=$VENV_DIR/bin/openstack
+  kubectl describe imageshare -n demo golden-ubuntu        # per-member state, Events
+  kubectl explain imageshare.spec.members
+  openstack --os-cloud consumer-a image list               # the accepted image shows up
+  openstack --os-cloud producer image member list demo-golden-ubuntu
+  openstack --os-cloud consumer-a image set --reject \$(openstack --os-cloud producer image show -f value -c id demo-golden-ubuntu)
+      # drift: the operator puts it back to accepted on the next resync (1m)
+  Operator log: $LOG_DIR/operator.log   metrics: curl http://127.0.0.1:$OPERATOR_PORT/metrics
+EOF

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs deploy/base (CRD, RBAC, ServiceAccount, ...) into the running local stack and starts
+# the operator binary as that ServiceAccount (its token from the TokenRequest API), so it runs
+# with exactly the RBAC from deploy/. Log: .stack/logs/operator.log.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$STACK_DIR/kube.sh"
+
+BINARY="${IMAGESHARE_BIN:-$REPO_DIR/target/debug/imageshare}"
+[[ -x "$BINARY" ]] || die "operator binary $BINARY not built; run 'cargo build'"
+[[ -f "$KUBECONFIG_PATH" ]] || die "no $KUBECONFIG_PATH; run 'make up' first"
+kubectl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+kubectl apply -k "$REPO_DIR/deploy/base" >"$LOG_DIR/deploy.log" 2>&1 ||
+  die "applying deploy/base failed; see $LOG_DIR/deploy.log"
+kubectl wait --for condition=Established --timeout=30s crd/imageshares.imageshare.dev >/dev/null
+
+token="$(kubectl -n imageshare-system create token imageshare --duration 24h)"
+cat >"$STATE_DIR/operator.kubeconfig" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$KUBE_PORT
+    certificate-authority: $STATE_DIR/kube/pki/ca.crt
+users:
+- name: imageshare
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: imageshare}
+current-context: local
+KCFG
+chmod 600 "$STATE_DIR/operator.kubeconfig"
+
+stop_pidfile operator
+port_free "$OPERATOR_PORT" operator
+start_bg operator "$BINARY" operator --kubeconfig "$STATE_DIR/operator.kubeconfig" \
+  --metrics-addr "127.0.0.1:$OPERATOR_PORT" --log-format text --resync-period 10m
+wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
+log "operator running as system:serviceaccount:imageshare-system:imageshare; log: $LOG_DIR/operator.log, metrics: http://127.0.0.1:$OPERATOR_PORT/metrics"
