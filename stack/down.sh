@@ -9,7 +9,9 @@ mkdir -p "$PID_DIR"
 stop_pidfile operator
 openstack_stop
 kube_stop
-# Anything left that was started from this state folder (pid files lost in a crash).
-pkill -KILL -f -- "$STATE_DIR/" 2>/dev/null || true
-pkill -KILL -f -- "--etcd-servers http://127.0.0.1:$ETCD_PORT" 2>/dev/null || true
-pkill -KILL -f -- "--listen-client-urls http://127.0.0.1:$ETCD_PORT" 2>/dev/null || true
+# Anything of ours left running after a crash lost its pid file: our binaries started with
+# arguments inside this state folder.
+for pattern in "^$BIN_DIR/etcd .*$STATE_DIR/" "^$BIN_DIR/kube-apiserver .*$STATE_DIR/" \
+  "wsgi_serve\.py .*$STATE_DIR/" "imageshare operator .*$STATE_DIR/"; do
+  pkill -KILL -f -- "$pattern" 2>/dev/null || true
+done

@@ -5,41 +5,6 @@
 KUBE_STATE="$STATE_DIR/kube"
 ADMIN_TOKEN_FILE="$KUBE_STATE/admin.token"
 
-# start_bg NAME CMD... -> starts CMD in the background with its log and pid file.
-start_bg() {
-  local name="$1"; shift
-  nohup "$@" >"$LOG_DIR/$name.log" 2>&1 &
-  echo $! >"$PID_DIR/$name.pid"
-}
-
-# wait_for NAME TIMEOUT CHECK... -> polls CHECK until it succeeds; dies naming NAME and its log.
-wait_for() {
-  local name="$1" timeout="$2"; shift 2
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if ! kill -0 "$(cat "$PID_DIR/$name.pid" 2>/dev/null)" 2>/dev/null; then
-      die "$name exited during start-up; see $LOG_DIR/$name.log (last lines: $(tail -3 "$LOG_DIR/$name.log" | tr '\n' ' '))"
-    fi
-    if ((SECONDS >= deadline)); then
-      die "$name not ready after ${timeout}s; see $LOG_DIR/$name.log"
-    fi
-    sleep 0.5
-  done
-}
-
-# stop_pidfile NAME -> TERM, wait up to 10 s, then KILL; silent when nothing runs.
-stop_pidfile() {
-  local file="$PID_DIR/$1.pid" pid
-  [[ -f "$file" ]] || return 0
-  pid="$(cat "$file")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$file"
-}
-
 kube_certs() {
   local d="$KUBE_STATE/pki"
   mkdir -p "$d"

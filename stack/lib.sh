@@ -58,4 +58,49 @@ port_free() {
   fi
 }
 
+# start_bg NAME CMD... -> starts CMD in the background, output to $LOG_DIR/NAME.log, pid file.
+start_bg() {
+  local name="$1"; shift
+  nohup "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$PID_DIR/$name.pid"
+}
+
+# alive PID -> true if PID runs and is not a zombie.
+alive() {
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
+
+# wait_for NAME TIMEOUT CHECK... -> polls CHECK until it succeeds; on failure stops the stack
+# and dies with one line naming NAME and its log.
+wait_for() {
+  local name="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$(cat "$PID_DIR/$name.pid" 2>/dev/null)"; then
+      die "$name exited during start-up; see $LOG_DIR/$name.log (last lines: $(tail -3 "$LOG_DIR/$name.log" | tr '\n' ' '))"
+    fi
+    if ((SECONDS >= deadline)); then
+      die "$name not ready after ${timeout}s; see $LOG_DIR/$name.log"
+    fi
+    sleep 0.3
+  done
+}
+
+# stop_pidfile NAME -> TERM, wait up to 10 s, then KILL; silent when nothing runs. Only kills
+# a process whose command line mentions $STATE_DIR (a stale pid file may name someone else).
+stop_pidfile() {
+  local file="$PID_DIR/$1.pid" pid i
+  [[ -f "$file" ]] || return 0
+  pid="$(cat "$file")"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE_DIR/"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
 mkdir -p "$CACHE_DIR"

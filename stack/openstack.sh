@@ -10,59 +10,12 @@ OPENSTACK_TIMEOUT="${OPENSTACK_TIMEOUT:-60}"   # seconds each service may take t
 OS_CONSUMERS=(consumer-a consumer-b consumer-c)
 
 # _os_launch NAME MODULE:APP PORT [VAR=VALUE...] -> starts wsgi_serve.py in the background.
-# The trailing "$OS_STATE_DIR" argument lets openstack_stop (and down.sh) recognise our processes.
+# The trailing "$OS_STATE_DIR" argument lets stop_pidfile and down.sh recognise the process.
 _os_launch() {
   local name="$1" app="$2" port="$3"
   shift 3
-  env "$@" WSGI_APP="$app" WSGI_PORT="$port" \
-    "$VENV_DIR/bin/python" "$STACK_DIR/wsgi_serve.py" "$name" "$OS_STATE_DIR" \
-    >"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$PID_DIR/$name.pid"
-  disown $! 2>/dev/null || true
-}
-
-# _os_wait NAME URL -> polls URL until it answers; on failure stops everything, dies with one line.
-_os_wait() {
-  local name="$1" url="$2" pid deadline=$((SECONDS + OPENSTACK_TIMEOUT))
-  pid="$(<"$PID_DIR/$name.pid")"
-  until curl -sf -o /dev/null --max-time 3 "$url"; do
-    if ! _os_alive "$pid"; then
-      openstack_stop >/dev/null 2>&1 || true
-      die "$name exited during start-up; see $LOG_DIR/$name.log"
-    fi
-    if ((SECONDS >= deadline)); then
-      openstack_stop >/dev/null 2>&1 || true
-      die "$name did not answer on $url within ${OPENSTACK_TIMEOUT}s; see $LOG_DIR/$name.log"
-    fi
-    sleep 0.3
-  done
-}
-
-# _os_alive PID -> true if PID runs and is not a zombie.
-_os_alive() {
-  local stat
-  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
-  stat="${stat##*) }"
-  [[ "${stat:0:1}" != Z ]]
-}
-
-# _os_ours PID -> true if PID is a wsgi_serve.py launched for this $OS_STATE_DIR.
-_os_ours() {
-  local -a args
-  mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
-  ((${#args[@]} >= 3)) || return 1
-  [[ "${args[1]}" == */wsgi_serve.py && "${args[-1]}" == "$OS_STATE_DIR" ]]
-}
-
-# _os_kill PID -> TERM, wait up to 10 s, then KILL.
-_os_kill() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 50; i++)); do
-    _os_alive "$pid" || return 0
-    sleep 0.2
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  start_bg "$name" env "$@" WSGI_APP="$app" WSGI_PORT="$port" \
+    "$VENV_DIR/bin/python" "$STACK_DIR/wsgi_serve.py" "$name" "$OS_STATE_DIR"
 }
 
 # _os_run STEP CMD... -> runs a set-up command, output to the set-up log; dies with one line.
@@ -249,7 +202,7 @@ openstack_start() {
 
   log "keystone: starting on 127.0.0.1:$KEYSTONE_PORT"
   _os_launch keystone keystone.wsgi.api:application "$KEYSTONE_PORT" OS_KEYSTONE_CONFIG_FILES="$ks_conf"
-  _os_wait keystone "http://127.0.0.1:$KEYSTONE_PORT/v3"
+  wait_for keystone "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$KEYSTONE_PORT/v3"
 
   # Glance only needs Keystone when it serves a request: start it now, create identities meanwhile.
   wait "$glance_sync" || { openstack_stop >/dev/null 2>&1; exit 1; }
@@ -265,27 +218,11 @@ openstack_start() {
     >"$STATE_DIR/projects.env"
   _os_write_clouds
 
-  _os_wait glance "http://127.0.0.1:$GLANCE_PORT/healthcheck"
+  wait_for glance "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$GLANCE_PORT/healthcheck"
   log "openstack: keystone http://127.0.0.1:$KEYSTONE_PORT/v3, glance http://127.0.0.1:$GLANCE_PORT; clouds: $CLOUDS_PATH"
 }
 
 openstack_stop() {
-  local name pid
-  for name in glance keystone; do
-    if [[ -f "$PID_DIR/$name.pid" ]]; then
-      pid="$(<"$PID_DIR/$name.pid")"
-      if [[ "$pid" =~ ^[0-9]+$ ]] && _os_ours "$pid"; then
-        _os_kill "$pid"
-      fi
-      rm -f "$PID_DIR/$name.pid"
-    fi
-  done
-  # Leftovers whose pid files were lost or stale (e.g. after a crash).
-  for pid in /proc/[0-9]*; do
-    pid="${pid#/proc/}"
-    if _os_ours "$pid"; then
-      _os_kill "$pid"
-    fi
-  done
-  return 0
+  stop_pidfile glance
+  stop_pidfile keystone
 }

@@ -13,6 +13,9 @@ bash "$STACK_DIR/down.sh"
 rm -rf "$STATE_DIR"
 mkdir -p "$LOG_DIR" "$PID_DIR"
 
+# On any failure, leave nothing running.
+trap 'rc=$?; if ((rc)); then bash "$STACK_DIR/down.sh" >/dev/null 2>&1; fi; exit $rc' EXIT
+
 start=$SECONDS
 kube_start
 log "kube-apiserver ready on https://127.0.0.1:$KUBE_PORT ($((SECONDS - start))s)"

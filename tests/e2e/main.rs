@@ -1,0 +1,487 @@
+//! End-to-end tests on the real local stack: kube-apiserver + etcd, Keystone + Glance, and the
+//! operator running as its ServiceAccount with the RBAC from deploy/ (`make e2e` starts all of
+//! it). Each test works in its own namespace and its own images, so tests run in parallel.
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::time::Duration;
+
+use imageshare::api::{MemberPhase, MemberStatus};
+use serde_json::json;
+use support::*;
+
+fn creds(secret: &str) -> serde_json::Value {
+    json!({"credentialsRef": {"secretName": secret, "cloudName": "openstack"}})
+}
+
+fn unique(prefix: &str) -> String {
+    format!("e2e-{prefix}-{:08x}", fastrand::u32(..))
+}
+
+#[tokio::test]
+async fn two_consumers_one_accepted_with_its_credentials_one_left_to_the_consumer() {
+    let t = TestNs::new("share").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("share"), "shared", &[]).await;
+    let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"), "members": [
+            {"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")},
+            {"project": b},
+        ]}),
+    )
+    .await;
+
+    let share = t.wait_reason("share", "InSync", CONVERGE).await;
+    let status = share.status.unwrap();
+    assert_eq!(status.members_in_sync.as_deref(), Some("2/2"));
+    let row = |p: &str| status.members.iter().find(|m| m.project == p).unwrap();
+    assert_eq!(row(&a).status, Some(MemberStatus::Accepted));
+    assert_eq!(row(&a).state, MemberPhase::InSync);
+    assert_eq!(row(&b).status, Some(MemberStatus::Pending));
+    assert_eq!(row(&b).state, MemberPhase::AwaitingConsumer);
+
+    let members = producer.members(&image).await;
+    assert_eq!(members.get(&a).map(String::as_str), Some("accepted"));
+    assert_eq!(members.get(&b).map(String::as_str), Some("pending"));
+    assert!(Os::login("consumer-a").await.listed_images().await.contains(&image));
+    assert!(!Os::login("consumer-b").await.listed_images().await.contains(&image));
+
+    let reasons = t.event_reasons("share").await;
+    assert!(reasons.iter().any(|r| r == "MemberAdded"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "MemberStatusSet"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn consumer_drift_is_corrected_when_managed_and_left_alone_when_not() {
+    let t = TestNs::new("drift").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("drift"), "shared", &[]).await;
+    let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
+    t.create(
+        "drift",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"), "resyncPeriod": "30s",
+            "members": [
+                {"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")},
+                {"project": b},
+            ]}),
+    )
+    .await;
+    t.wait_reason("drift", "InSync", CONVERGE).await;
+
+    // Behind the operator's back: A rejects (managed), B accepts (not managed).
+    Os::login("consumer-a").await.set_status(&image, &a, "rejected").await;
+    Os::login("consumer-b").await.set_status(&image, &b, "accepted").await;
+
+    let fixed = wait_until(RESYNC, || async {
+        (producer.members(&image).await.get(&a).map(String::as_str) == Some("accepted"))
+            .then_some(())
+    })
+    .await;
+    assert!(fixed.is_some(), "consumer-a's drift was not corrected");
+    assert_eq!(
+        producer.members(&image).await.get(&b).map(String::as_str),
+        Some("accepted"),
+        "an unmanaged status must be left to the consumer"
+    );
+    let share = t.wait_reason("drift", "InSync", CONVERGE).await;
+    let b_row = share
+        .status
+        .unwrap()
+        .members
+        .into_iter()
+        .find(|m| m.project == b)
+        .unwrap();
+    assert_eq!(b_row.status, Some(MemberStatus::Accepted));
+}
+
+#[tokio::test]
+async fn hand_added_member_is_left_alone_in_additive_and_removed_in_exclusive() {
+    let t = TestNs::new("exclusive").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("excl"), "shared", &[]).await;
+    let (a, c) = (project_id("consumer-a"), project_id("consumer-c"));
+    producer.add_member(&image, &c).await;
+    t.create(
+        "excl",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("excl", "InSync", CONVERGE).await;
+    let members = producer.members(&image).await;
+    assert!(members.contains_key(&a) && members.contains_key(&c), "{members:?}");
+
+    t.patch_spec("excl", json!({"membership": "Exclusive"})).await;
+    t.wait_reason("excl", "InSync", CONVERGE).await;
+    let members = producer.members(&image).await;
+    assert!(members.contains_key(&a), "{members:?}");
+    assert!(!members.contains_key(&c), "undeclared member must go: {members:?}");
+    assert!(t.event_reasons("excl").await.iter().any(|r| r == "MemberRemoved"));
+
+    // Removing a member from the spec deletes it.
+    t.patch_spec("excl", json!({"members": []})).await;
+    t.wait_reason("excl", "InSync", CONVERGE).await;
+    assert!(producer.members(&image).await.is_empty());
+}
+
+#[tokio::test]
+async fn deletion_removes_members_with_delete_and_keeps_them_with_orphan() {
+    let t = TestNs::new("delete").await;
+    let producer = Os::login("producer").await;
+    let (img_delete, img_orphan) = (
+        producer.create_image(&unique("del"), "shared", &[]).await,
+        producer.create_image(&unique("orph"), "shared", &[]).await,
+    );
+    let a = project_id("consumer-a");
+    for (name, image, policy) in [
+        ("del", &img_delete, "Delete"),
+        ("orphan", &img_orphan, "Orphan"),
+    ] {
+        t.create(
+            name,
+            json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+                "deletionPolicy": policy, "members": [{"project": a}]}),
+        )
+        .await;
+    }
+    t.wait_reason("del", "InSync", CONVERGE).await;
+    t.wait_reason("orphan", "InSync", CONVERGE).await;
+
+    t.delete_and_wait_gone("del", CONVERGE).await;
+    t.delete_and_wait_gone("orphan", CONVERGE).await;
+    assert!(producer.members(&img_delete).await.is_empty());
+    assert!(producer.members(&img_orphan).await.contains_key(&a));
+}
+
+#[tokio::test]
+async fn missing_image_or_secret_does_not_block_deletion() {
+    let t = TestNs::new("nodeps").await;
+    let a = project_id("consumer-a");
+    t.create(
+        "no-image",
+        json!({"image": {"id": "00000000-0000-0000-0000-000000000000"},
+            "producer": creds("producer-cloud"), "members": [{"project": a}]}),
+    )
+    .await;
+    t.create(
+        "no-secret",
+        json!({"image": {"id": "00000000-0000-0000-0000-000000000001"},
+            "producer": creds("does-not-exist"), "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("no-image", "ImageNotFound", CONVERGE).await;
+    t.wait_reason("no-secret", "CredentialsMissing", CONVERGE).await;
+    t.delete_and_wait_gone("no-image", CONVERGE).await;
+    t.delete_and_wait_gone("no-secret", CONVERGE).await;
+}
+
+#[tokio::test]
+async fn image_by_exact_name_is_shared() {
+    let t = TestNs::new("byname").await;
+    let producer = Os::login("producer").await;
+    let name = unique("named");
+    let image = producer.create_image(&name, "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "byname",
+        json!({"image": {"name": name}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    let share = t.wait_reason("byname", "InSync", CONVERGE).await;
+    let status = share.status.unwrap();
+    assert_eq!(status.images.len(), 1);
+    assert_eq!(status.images[0].id, image);
+    assert_eq!(status.image.as_deref(), Some(name.as_str()));
+    assert!(producer.members(&image).await.contains_key(&a));
+
+    // A second image with the same name makes the name ambiguous.
+    producer.create_image(&name, "shared", &[]).await;
+    t.patch_spec("byname", json!({"resyncPeriod": "30s"})).await;
+    t.wait_reason("byname", "ImageAmbiguous", RESYNC).await;
+}
+
+#[tokio::test]
+async fn selector_shares_every_match_including_images_created_later() {
+    let t = TestNs::new("selector").await;
+    let producer = Os::login("producer").await;
+    let tag = unique("tag");
+    let first = producer.create_image(&unique("sel1"), "shared", &[&tag]).await;
+    producer.create_image(&unique("other"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "sel",
+        json!({"image": {"selector": {"tags": [tag]}}, "producer": creds("producer-cloud"),
+            "resyncPeriod": "30s", "members": [{"project": a}]}),
+    )
+    .await;
+    let share = t.wait_reason("sel", "InSync", CONVERGE).await;
+    assert_eq!(share.status.unwrap().images.len(), 1);
+    assert!(producer.members(&first).await.contains_key(&a));
+
+    let second = producer.create_image(&unique("sel2"), "shared", &[&tag]).await;
+    let picked_up = wait_until(RESYNC, || async {
+        producer.members(&second).await.contains_key(&a).then_some(())
+    })
+    .await;
+    assert!(picked_up.is_some(), "image created later was not picked up on resync");
+    let share = t.wait_reason("sel", "InSync", CONVERGE).await;
+    let status = share.status.unwrap();
+    assert_eq!(status.images.len(), 2);
+    assert_eq!(status.image.as_deref(), Some("2 images"));
+}
+
+#[tokio::test]
+async fn wrong_password_is_credentials_invalid_and_recovers_when_the_secret_is_fixed() {
+    let t = TestNs::new("badpass").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("badpass"), "shared", &[]).await;
+    let wrong = format!("wrong-{:08x}", fastrand::u32(..));
+    t.put_secret("producer-cloud", &clouds_yaml_for("producer", Some(&wrong)))
+        .await;
+    t.create(
+        "badpass",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": project_id("consumer-a")}]}),
+    )
+    .await;
+    t.wait_reason("badpass", "CredentialsInvalid", CONVERGE).await;
+
+    t.put_secret("producer-cloud", &clouds_yaml_for("producer", None))
+        .await;
+    t.wait_reason("badpass", "InSync", CONVERGE).await;
+
+    assert!(
+        !operator_log().contains(&wrong),
+        "a password appeared in the operator log"
+    );
+    assert!(!operator_log().contains("stack-user-secret"));
+}
+
+#[tokio::test]
+async fn private_image_is_image_not_shared_until_its_visibility_is_shared() {
+    let t = TestNs::new("private").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("priv"), "private", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "private",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "resyncPeriod": "30s", "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("private", "ImageNotShared", CONVERGE).await;
+
+    producer.set_visibility(&image, "shared").await;
+    t.wait_reason("private", "InSync", RESYNC).await;
+    assert!(producer.members(&image).await.contains_key(&a));
+}
+
+#[tokio::test]
+async fn missing_secret_is_credentials_missing_and_recovers_when_created() {
+    let t = TestNs::new("nosecret").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("nosec"), "shared", &[]).await;
+    t.delete_secret("producer-cloud").await;
+    t.create(
+        "nosecret",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": project_id("consumer-a")}]}),
+    )
+    .await;
+    t.wait_reason("nosecret", "CredentialsMissing", CONVERGE)
+        .await;
+    assert!(t.event_reasons("nosecret").await.iter().any(|r| r == "CredentialsMissing"));
+
+    t.put_secret("producer-cloud", &clouds_yaml_for("producer", None))
+        .await;
+    t.wait_reason("nosecret", "InSync", CONVERGE).await;
+}
+
+#[tokio::test]
+async fn status_without_consumer_credentials_awaits_the_consumer() {
+    let t = TestNs::new("await").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("await"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "await",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a, "status": "accepted"}]}),
+    )
+    .await;
+    let share = t.wait_reason("await", "AwaitingConsumer", CONVERGE).await;
+    let row = &share.status.unwrap().members[0];
+    assert_eq!(row.state, MemberPhase::AwaitingConsumer);
+    assert_eq!(row.status, Some(MemberStatus::Pending));
+}
+
+#[tokio::test]
+async fn consumer_only_share_sets_the_status_with_consumer_credentials() {
+    let t = TestNs::new("consumer").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("cons"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    producer.add_member(&image, &a).await;
+    t.create(
+        "consumer",
+        json!({"image": {"id": image},
+            "members": [{"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")}]}),
+    )
+    .await;
+    t.wait_reason("consumer", "InSync", CONVERGE).await;
+    assert_eq!(
+        producer.members(&image).await.get(&a).map(String::as_str),
+        Some("accepted")
+    );
+}
+
+#[tokio::test]
+async fn suspended_share_changes_nothing() {
+    let t = TestNs::new("suspend").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("susp"), "shared", &[]).await;
+    t.create(
+        "suspended",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"), "suspend": true,
+            "members": [{"project": project_id("consumer-a")}]}),
+    )
+    .await;
+    let share = t.wait_reason("suspended", "Suspended", CONVERGE).await;
+    assert_eq!(share.status.unwrap().members[0].state, MemberPhase::Suspended);
+    assert!(producer.members(&image).await.is_empty());
+
+    t.patch_spec("suspended", json!({"suspend": false})).await;
+    t.wait_reason("suspended", "InSync", CONVERGE).await;
+    assert_eq!(producer.members(&image).await.len(), 1);
+}
+
+#[tokio::test]
+async fn overlapping_imageshares_report_conflict_on_the_later_one() {
+    let t = TestNs::new("overlap").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("overlap"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    let spec = json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+        "members": [{"project": a}]});
+    t.create("first", spec.clone()).await;
+    t.wait_reason("first", "InSync", CONVERGE).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation second
+    t.create("second", spec).await;
+    let share = t.wait_reason("second", "Conflict", CONVERGE).await;
+    let message = &share.ready_condition().unwrap().message;
+    assert!(message.contains(&format!("{}/first", t.name)), "{message}");
+}
+
+/// Each entry: a spec that breaks one rule, and text the apiserver's answer must contain.
+#[tokio::test]
+async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message() {
+    let t = TestNs::new("cel").await;
+    let id = "1c779bec-127f-47eb-8356-140d685991dd";
+    let p = creds("producer-cloud");
+    let cases = [
+        (
+            json!({"image": {"id": id, "name": "x"}, "producer": p}),
+            "exactly one of image.id, image.name or image.selector must be set",
+        ),
+        (
+            json!({"image": {}, "producer": p}),
+            "exactly one of image.id, image.name or image.selector must be set",
+        ),
+        (
+            json!({"image": {"selector": {}}, "producer": p}),
+            "image.selector needs at least one tag or a non-empty namePrefix",
+        ),
+        (
+            json!({"image": {"id": id}, "membership": "Exclusive"}),
+            "membership Exclusive needs spec.producer",
+        ),
+        (
+            json!({"image": {"name": "x"}}),
+            "the image must be given by spec.image.id",
+        ),
+        (
+            json!({"image": {"id": id}, "members": [{"project": "a", "status": "accepted"}]}),
+            "every member needs consumer credentials and a status",
+        ),
+        (
+            json!({"image": {"id": id}, "producer": p, "resyncPeriod": "5s"}),
+            "resyncPeriod must be between 30s and 24h",
+        ),
+        (
+            json!({"image": {"id": id}, "producer": p, "resyncPeriod": "25h"}),
+            "resyncPeriod must be between 30s and 24h",
+        ),
+        (
+            json!({"image": {"id": id}, "producer": p, "resyncPeriod": "soon"}),
+            "spec.resyncPeriod",
+        ),
+        (
+            json!({"image": {"id": id}, "producer": p,
+                "members": [{"project": "a"}, {"project": "a"}]}),
+            "Duplicate value",
+        ),
+        (
+            json!({"image": {"id": id}, "producer": p,
+                "members": [{"project": "a", "status": "maybe"}]}),
+            "Unsupported value: \"maybe\"",
+        ),
+        (
+            json!({"image": {"id": "not-a-uuid"}, "producer": p}),
+            "spec.image.id",
+        ),
+    ];
+    let api = t.shares();
+    for (i, (spec, expected)) in cases.into_iter().enumerate() {
+        let obj = json!({"apiVersion": "imageshare.dev/v1alpha1", "kind": "ImageShare",
+            "metadata": {"name": format!("bad-{i}")}, "spec": spec});
+        let share: imageshare::api::ImageShare = serde_json::from_value(obj).unwrap();
+        let err = api
+            .create(&Default::default(), &share)
+            .await
+            .expect_err(&format!("case {i} ({expected}) must be rejected"));
+        let text = err.to_string();
+        assert!(text.contains(expected), "case {i}: expected {expected:?} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn operator_service_account_has_no_rights_beyond_deploy_rbac() {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let client = admin().await;
+    let api: kube::Api<SubjectAccessReview> = kube::Api::all(client);
+    let can = |verb: &str, group: &str, resource: &str| {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some("system:serviceaccount:imageshare-system:imageshare".into()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api = api.clone();
+        async move {
+            api.create(&Default::default(), &review)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .allowed
+        }
+    };
+    assert!(can("watch", "imageshare.dev", "imageshares").await);
+    assert!(can("get", "", "secrets").await);
+    assert!(!can("create", "", "secrets").await);
+    assert!(!can("delete", "imageshare.dev", "imageshares").await);
+    assert!(!can("list", "", "pods").await);
+}

@@ -1,0 +1,386 @@
+//! Harness for the end-to-end tests: the real local stack (`make up`) and the operator running
+//! as its own ServiceAccount (`stack/operator.sh`). Each test gets a fresh namespace with a
+//! random suffix and Secrets for every local identity; OpenStack is driven with plain HTTP
+//! calls (the tests' own, independent of the operator's client).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use imageshare::api::{ImageShare, ImageShareSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+/// Where `make up` left its state.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("IMAGESHARE_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".stack"))
+}
+
+/// clouds.yaml of the local stack, parsed.
+fn clouds() -> &'static Value {
+    static CLOUDS: OnceLock<Value> = OnceLock::new();
+    CLOUDS.get_or_init(|| {
+        let text = std::fs::read_to_string(state_dir().join("clouds.yaml"))
+            .expect("the local stack is up (make up): .stack/clouds.yaml");
+        serde_saphyr::from_str(&text).expect("clouds.yaml parses")
+    })
+}
+
+/// Keystone project IDs of the local identities (producer, consumer-a, ...).
+pub fn project_id(identity: &str) -> String {
+    static IDS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    let ids = IDS.get_or_init(|| {
+        std::fs::read_to_string(state_dir().join("projects.env"))
+            .expect("projects.env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    });
+    let key = format!("{}_PROJECT_ID", identity.to_uppercase().replace('-', "_"));
+    ids.get(&key).cloned().expect("known identity")
+}
+
+/// clouds.yaml text holding only `identity`'s entry, named `openstack`, optionally with a
+/// different password.
+pub fn clouds_yaml_for(identity: &str, password: Option<&str>) -> String {
+    let mut entry = clouds()["clouds"][identity].clone();
+    if let Some(p) = password {
+        entry["auth"]["password"] = json!(p);
+    }
+    serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
+}
+
+/// Admin kube client (cluster-admin through the stack's static token).
+pub async fn admin() -> Client {
+    let path = state_dir().join("kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// A test namespace with credentials Secrets `producer-cloud`, `consumer-{a,b,c}-cloud`.
+pub struct TestNs {
+    /// Namespace name.
+    pub name: String,
+    /// Admin client.
+    pub client: Client,
+}
+
+impl TestNs {
+    /// Creates `e2e-<prefix>-<random>` and its Secrets.
+    pub async fn new(prefix: &str) -> TestNs {
+        imageshare::openstack::install_crypto_provider();
+        let client = admin().await;
+        let name = format!("e2e-{prefix}-{:06x}", fastrand::u32(..0xff_ffff));
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        let t = TestNs { name, client };
+        for identity in ["producer", "consumer-a", "consumer-b", "consumer-c"] {
+            t.put_secret(
+                &format!("{identity}-cloud"),
+                &clouds_yaml_for(identity, None),
+            )
+            .await;
+        }
+        t
+    }
+
+    /// ImageShares in this namespace.
+    pub fn shares(&self) -> Api<ImageShare> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Secrets in this namespace.
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates or replaces a Secret with key clouds.yaml.
+    pub async fn put_secret(&self, name: &str, clouds_yaml: &str) {
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {"clouds.yaml": clouds_yaml},
+        }))
+        .expect("secret");
+        let api = self.secrets();
+        let pp = kube::api::PatchParams::apply("e2e").force();
+        api.patch(name, &pp, &kube::api::Patch::Apply(&secret))
+            .await
+            .expect("apply secret");
+    }
+
+    /// Deletes a Secret.
+    pub async fn delete_secret(&self, name: &str) {
+        self.secrets()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete secret");
+    }
+
+    /// Creates an ImageShare from a JSON spec.
+    pub async fn create(&self, name: &str, spec: Value) -> ImageShare {
+        let spec: ImageShareSpec = serde_json::from_value(spec).expect("spec");
+        self.shares()
+            .create(&PostParams::default(), &ImageShare::new(name, spec))
+            .await
+            .expect("create imageshare")
+    }
+
+    /// Merge-patches an ImageShare's spec.
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        self.shares()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch imageshare");
+    }
+
+    /// Waits until the ImageShare's Ready condition has `reason` for the current generation;
+    /// returns the object. Panics with the last status seen on timeout.
+    pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> ImageShare {
+        let mut last = None;
+        let found = wait_until(timeout, || async {
+            let share = self.shares().get(name).await.ok()?;
+            let ok = share.ready_condition().is_some_and(|c| {
+                c.reason == reason && c.observed_generation == share.metadata.generation
+            });
+            last = Some(share.status.clone());
+            ok.then_some(share)
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("{name}: Ready reason {reason} not reached; last status: {last:#?}"))
+    }
+
+    /// Deletes an ImageShare and waits until it is gone (finalizer released).
+    pub async fn delete_and_wait_gone(&self, name: &str, timeout: Duration) {
+        self.shares()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete imageshare");
+        let gone = wait_until(timeout, || async {
+            matches!(self.shares().get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "{name} still exists after {timeout:?}");
+    }
+
+    /// Event reasons recorded for an object.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.name);
+        events
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+/// Polls `check` every 500 ms until it returns Some or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A Keystone-authenticated identity of the local stack, for the tests' own Glance calls.
+pub struct Os {
+    http: reqwest::Client,
+    token: String,
+    glance: String,
+}
+
+impl Os {
+    /// Authenticates as `identity` (producer, consumer-a, ..., admin).
+    pub async fn login(identity: &str) -> Os {
+        let auth = &clouds()["clouds"][identity]["auth"];
+        let http = reqwest::Client::new();
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": auth["username"], "password": auth["password"],
+                "domain": {"name": "Default"}}}},
+            "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}}}});
+        let url = format!("{}/auth/tokens", auth["auth_url"].as_str().expect("auth_url"));
+        let resp = http.post(url).json(&body).send().await.expect("keystone");
+        assert!(resp.status().is_success(), "login {identity}: {}", resp.status());
+        let token = resp.headers()["x-subject-token"]
+            .to_str()
+            .expect("token")
+            .to_string();
+        let catalog: Value = resp.json().await.expect("token body");
+        let glance = catalog["token"]["catalog"]
+            .as_array()
+            .expect("catalog")
+            .iter()
+            .find(|s| s["type"] == "image")
+            .and_then(|s| {
+                s["endpoints"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["interface"] == "public")
+            })
+            .and_then(|e| e["url"].as_str())
+            .expect("image endpoint")
+            .trim_end_matches('/')
+            .to_string();
+        Os {
+            http,
+            token,
+            glance,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/v2{path}", self.glance))
+            .header("X-Auth-Token", &self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("glance");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates an image with some data and returns its ID.
+    pub async fn create_image(&self, name: &str, visibility: &str, tags: &[&str]) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/images",
+                Some(json!({"name": name, "visibility": visibility, "tags": tags,
+                    "disk_format": "raw", "container_format": "bare"})),
+            )
+            .await;
+        assert_eq!(status, 201, "create image {name}: {body}");
+        let id = body["id"].as_str().expect("id").to_string();
+        let resp = self
+            .http
+            .put(format!("{}/v2/images/{id}/file", self.glance))
+            .header("X-Auth-Token", &self.token)
+            .header("Content-Type", "application/octet-stream")
+            .body(vec![0u8; 512])
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(resp.status().as_u16(), 204, "upload image data");
+        id
+    }
+
+    /// Sets an image's visibility.
+    pub async fn set_visibility(&self, image: &str, visibility: &str) {
+        let resp = self
+            .http
+            .patch(format!("{}/v2/images/{image}", self.glance))
+            .header("X-Auth-Token", &self.token)
+            .header("Content-Type", "application/openstack-images-v2.1-json-patch")
+            .json(&json!([{"op": "replace", "path": "/visibility", "value": visibility}]))
+            .send()
+            .await
+            .expect("patch image");
+        assert_eq!(resp.status().as_u16(), 200, "set visibility");
+    }
+
+    /// Members of an image: project to status (as the producer).
+    pub async fn members(&self, image: &str) -> BTreeMap<String, String> {
+        let (status, body) = self
+            .call(reqwest::Method::GET, &format!("/images/{image}/members"), None)
+            .await;
+        assert_eq!(status, 200, "list members: {body}");
+        body["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    m["member_id"].as_str().unwrap_or_default().to_string(),
+                    m["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Adds a member by hand (as the producer).
+    pub async fn add_member(&self, image: &str, project: &str) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/images/{image}/members"),
+                Some(json!({"member": project})),
+            )
+            .await;
+        assert_eq!(status, 200, "add member: {body}");
+    }
+
+    /// Sets a member's status (as that member).
+    pub async fn set_status(&self, image: &str, project: &str, status: &str) {
+        let (code, body) = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/images/{image}/members/{project}"),
+                Some(json!({"status": status})),
+            )
+            .await;
+        assert_eq!(code, 200, "set member status: {body}");
+    }
+
+    /// IDs of the images this identity's default image list shows.
+    pub async fn listed_images(&self) -> Vec<String> {
+        let (status, body) = self.call(reqwest::Method::GET, "/images?limit=1000", None).await;
+        assert_eq!(status, 200, "list images: {body}");
+        body["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .filter_map(|i| i["id"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+/// The operator's log so far (to check that no secret leaks into it).
+pub fn operator_log() -> String {
+    std::fs::read_to_string(state_dir().join("logs/operator.log")).unwrap_or_default()
+}
+
+/// Standard timeout for the operator to converge.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+/// Timeout for changes only a resync notices (resyncPeriod 30s in those tests).
+pub const RESYNC: Duration = Duration::from_secs(90);
