@@ -368,3 +368,47 @@ impl ImageShare {
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(&ImageShare::crd())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_yaml_is_up_to_date() {
+        let generated = crd_yaml().unwrap();
+        for (path, committed) in [
+            (
+                "crds/imageshare.dev_imageshares.yaml",
+                include_str!("../crds/imageshare.dev_imageshares.yaml"),
+            ),
+            ("deploy/base/crd.yaml", include_str!("../deploy/base/crd.yaml")),
+        ] {
+            assert!(
+                committed == generated,
+                "{path} is stale: run `make crds` and commit the result"
+            );
+        }
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_name_and_only_in_sync_is_ready() {
+        let names: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        assert_eq!(
+            Reason::ALL.iter().filter(|r| r.is_ready()).collect::<Vec<_>>(),
+            vec![&Reason::InSync]
+        );
+    }
+
+    #[test]
+    fn minimal_spec_gets_the_documented_defaults() {
+        let spec: ImageShareSpec = serde_json::from_value(serde_json::json!({
+            "image": {"id": "1c779bec-127f-47eb-8356-140d685991dd"},
+        }))
+        .unwrap();
+        assert_eq!(spec.membership, Membership::Additive);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert!(!spec.suspend && spec.members.is_empty() && spec.producer.is_none());
+    }
+}
