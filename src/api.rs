@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "imageshare.dev";
 
 /// Desired sharing of one or more Glance images with a list of member projects.
+// Each printcolumn(...) repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "imageshare.dev",
@@ -22,11 +24,33 @@ pub const GROUP: &str = "imageshare.dev";
     status = "ImageShareStatus",
     derive = "PartialEq",
     doc = "ImageShare keeps the member list and member statuses of OpenStack Glance images equal to this object.",
-    printcolumn(name = "Image", type_ = "string", json_path = ".status.image", description = "the image(s) resolved from spec.image"),
-    printcolumn(name = "Members", type_ = "string", json_path = ".status.membersInSync", description = "members in sync / members declared"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".status.image",
+        description = "the image(s) resolved from spec.image"
+    ),
+    printcolumn(
+        name = "Members",
+        type_ = "string",
+        json_path = ".status.membersInSync",
+        description = "members in sync / members declared"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.membership != 'Exclusive' || has(self.producer)").message("membership Exclusive needs spec.producer: only the image owner can remove members"))]
 #[x_kube(validation = Rule::new("has(self.producer) || has(self.image.id)").message("without spec.producer (consumer-only use) the image must be given by spec.image.id"))]
@@ -76,7 +100,9 @@ pub struct ImageShareSpec {
 pub struct ImageRef {
     /// Glance image ID (a UUID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"))]
+    #[schemars(regex(
+        pattern = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+    ))]
     pub id: Option<String>,
 
     /// Exact image name; it must match exactly one image owned by the producer's project.
@@ -381,7 +407,10 @@ mod tests {
                 "crds/imageshare.dev_imageshares.yaml",
                 include_str!("../crds/imageshare.dev_imageshares.yaml"),
             ),
-            ("deploy/base/crd.yaml", include_str!("../deploy/base/crd.yaml")),
+            (
+                "deploy/base/crd.yaml",
+                include_str!("../deploy/base/crd.yaml"),
+            ),
         ] {
             assert!(
                 committed == generated,
@@ -396,7 +425,10 @@ mod tests {
             Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Reason::ALL.len());
         assert_eq!(
-            Reason::ALL.iter().filter(|r| r.is_ready()).collect::<Vec<_>>(),
+            Reason::ALL
+                .iter()
+                .filter(|r| r.is_ready())
+                .collect::<Vec<_>>(),
             vec![&Reason::InSync]
         );
     }

@@ -15,7 +15,8 @@ pub enum LogFormat {
 /// Installs the global subscriber. `level` is an EnvFilter directive such as `info` or
 /// `imageshare=debug,kube=info`.
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("invalid log level {level:?}: {e}"))?;
+    let filter =
+        EnvFilter::try_new(level).map_err(|e| format!("invalid log level {level:?}: {e}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

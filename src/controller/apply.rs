@@ -15,6 +15,9 @@ use super::{Failure, Reason};
 use crate::api::ImageShare;
 use crate::openstack::{self, Session};
 
+/// A step with its plan position and the session to run it with (or why there is none).
+type Planned = (usize, Step, Result<Arc<Session>, Failure>);
+
 /// Members worked on at once within one object.
 const MEMBER_CONCURRENCY: usize = 16;
 
@@ -29,8 +32,7 @@ pub async fn apply(
         None => None,
     };
     // Resolve every identity first (each Secret read once), then run without borrowing.
-    let mut groups: BTreeMap<Pair, Vec<(usize, Step, Result<Arc<Session>, Failure>)>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<Pair, Vec<Planned>> = BTreeMap::new();
     for (index, step) in steps.into_iter().enumerate() {
         let session = match &step {
             Step::SetStatus {
@@ -60,9 +62,7 @@ pub async fn apply(
 }
 
 /// Runs one member's steps in order; stops at the first failure.
-async fn run_group(
-    group: Vec<(usize, Step, Result<Arc<Session>, Failure>)>,
-) -> Vec<(usize, Step, Outcome)> {
+async fn run_group(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
     let mut done = Vec::new();
     let mut failed = false;
     for (index, step, session) in group {
@@ -111,12 +111,10 @@ async fn run_step(session: &Session, step: &Step) -> Outcome {
                 ),
                 Identity::Producer,
             ) => Outcome::AwaitingConsumer,
-            (Err(Error::NotFound { .. }), Identity::Consumer(_)) => {
-                Outcome::Failed(Failure::new(
-                    Reason::ImageNotFound,
-                    format!("project {project} is not a member of image {image}"),
-                ))
-            }
+            (Err(Error::NotFound { .. }), Identity::Consumer(_)) => Outcome::Failed(Failure::new(
+                Reason::ImageNotFound,
+                format!("project {project} is not a member of image {image}"),
+            )),
             (Err(e), _) => Outcome::Failed(e.into()),
         },
     }

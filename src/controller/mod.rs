@@ -20,12 +20,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -157,13 +157,14 @@ pub struct Options {
 
 /// Runs the controller until shutdown is requested (SIGTERM/ctrl-c).
 pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
-    let (shares, secrets): (Api<ImageShare>, Api<Secret>) = match &options.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let (shares, secrets): (Api<ImageShare>, Api<PartialObjectMeta<Secret>>) =
+        match &options.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
     let controller = Controller::new(shares, watcher::Config::default().any_semantic());
     let store = controller.store();
     let mapper_store = store.clone();
@@ -183,12 +184,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         default_resync: options.default_resync,
         store,
     });
-    let secret_changes = watcher::metadata_watcher(secrets, watcher::Config::default())
-        .touched_objects()
-        .filter_map(|r| futures::future::ready(r.ok()));
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
-        .watches_stream(secret_changes, move |secret| {
+        .watches(secrets, watcher::Config::default(), move |secret| {
             let ns = secret.namespace();
             let name = secret.name_any();
             mapper_store
@@ -263,16 +261,20 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
         .and_then(|c| Reason::ALL.into_iter().find(|r| r.as_str() == c.reason))
         .unwrap_or(Reason::TransientError);
     ctx.metrics.count_pass(reason);
-    let transient = report.failure.as_ref().filter(|f| f.is_transient()).or_else(|| {
-        report
-            .outcomes
-            .iter()
-            .find_map(|(_, o)| match o {
-                Outcome::Failed(f) if f.is_transient() => Some(f),
-                _ => None,
-            })
-            .or_else(|| report.member_failures.values().find(|f| f.is_transient()))
-    });
+    let transient = report
+        .failure
+        .as_ref()
+        .filter(|f| f.is_transient())
+        .or_else(|| {
+            report
+                .outcomes
+                .iter()
+                .find_map(|(_, o)| match o {
+                    Outcome::Failed(f) if f.is_transient() => Some(f),
+                    _ => None,
+                })
+                .or_else(|| report.member_failures.values().find(|f| f.is_transient()))
+        });
     if let Some(f) = transient {
         return Ok(Action::requeue(ctx.backoff.next(&key, f.retry_after)));
     }
@@ -408,11 +410,7 @@ async fn publish(share: &ImageShare, ctx: &Context, type_: EventType, reason: &s
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx
-        .recorder
-        .publish(&event, &share.object_ref(&()))
-        .await
-    {
+    if let Err(e) = ctx.recorder.publish(&event, &share.object_ref(&())).await {
         warn!(imageshare = %share.name_any(), error = %e, "could not publish event");
     }
 }
@@ -463,7 +461,14 @@ async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
         failure.message
     );
     warn!(imageshare = %share.name_any(), reason = %failure.reason, note = %note, "cleanup gave up");
-    publish(share, ctx, EventType::Warning, failure.reason.as_str(), &note).await;
+    publish(
+        share,
+        ctx,
+        EventType::Warning,
+        failure.reason.as_str(),
+        &note,
+    )
+    .await;
     ctx.backoff.reset(&key);
     Ok(Action::await_change())
 }

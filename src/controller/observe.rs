@@ -80,8 +80,8 @@ impl<'a> Sessions<'a> {
             )
         })?;
         let cacert = data.get(CACERT_KEY).map(|b| b.0.as_slice());
-        let config = CloudConfig::from_clouds_yaml(clouds, &cref.cloud_name, cacert)
-            .map_err(|e| {
+        let config =
+            CloudConfig::from_clouds_yaml(clouds, &cref.cloud_name, cacert).map_err(|e| {
                 Failure::new(
                     Reason::CredentialsInvalid,
                     format!("secret {ns}/{name}: {e}"),
@@ -131,7 +131,9 @@ pub async fn observe(
                 let row = match sessions.get(&consumer.credentials_ref).await {
                     Ok(session) => session.get_member(&id, &member.project).await,
                     Err(failure) => {
-                        report.member_failures.insert(member.project.clone(), failure);
+                        report
+                            .member_failures
+                            .insert(member.project.clone(), failure);
                         continue;
                     }
                 };
@@ -203,7 +205,11 @@ async fn resolve(session: &Session, image: &ImageRef) -> Result<Vec<Image>, Fail
             Reason::ImageAmbiguous,
             format!(
                 "{n} images named {name:?} owned by project {owner}: {}",
-                found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|i| i.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
         (None, 0) => Err(Failure::new(

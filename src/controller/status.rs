@@ -101,14 +101,7 @@ pub fn build(
                 })
                 .collect();
             return finish(
-                spec,
-                generation,
-                images,
-                members,
-                reason,
-                previous,
-                now,
-                None,
+                spec, generation, images, members, reason, previous, now, None,
             );
         }
     };
@@ -247,7 +240,11 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
             } else if changed {
                 (MemberPhase::Progressing, Some(Reason::Progressing), None)
             } else if member.status.is_some() && current != member.status {
-                (MemberPhase::Suspended, None, Some("status differs; suspended".into()))
+                (
+                    MemberPhase::Suspended,
+                    None,
+                    Some("status differs; suspended".into()),
+                )
             } else if member.status.is_none() && current == Some(MemberStatus::Pending) {
                 (
                     MemberPhase::AwaitingConsumer,

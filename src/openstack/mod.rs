@@ -1,2 +1,29 @@
-//! OpenStack side: clouds.yaml parsing, Keystone v3 auth with a shared token cache, a typed
+//! OpenStack side: clouds.yaml parsing, Keystone auth with a shared token cache, a typed
 //! Glance v2 client, and the one error classifier. Every HTTP call to OpenStack is here.
+//!
+//! - [`clouds`]: clouds.yaml text → [`CloudConfig`] (no I/O).
+//! - [`keystone`]: [`Session`] (client, cached token, concurrency limit) and [`Clouds`], the
+//!   process-wide session cache keyed by [`CloudConfig`].
+//! - [`glance`]: typed image and member calls on [`Session`].
+//! - [`error`]: [`Error`] and [`classify`]; the controller never sees HTTP codes.
+
+pub mod clouds;
+pub mod error;
+pub mod glance;
+pub mod keystone;
+
+pub use clouds::{
+    Auth, CaCert, CloudConfig, CloudsError, Domain, Interface, Project, Secret, User,
+};
+pub use error::{Error, TerminalKind, classify};
+pub use glance::{Image, ImageQuery, Member, MemberStatus};
+pub use keystone::{Clouds, Session, Token};
+
+/// Installs ring as the process-wide rustls crypto provider (the one provider this binary
+/// uses). Idempotent; call before building any reqwest client.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod http_tests;

@@ -46,12 +46,27 @@ async fn two_consumers_one_accepted_with_its_credentials_one_left_to_the_consume
     let members = producer.members(&image).await;
     assert_eq!(members.get(&a).map(String::as_str), Some("accepted"));
     assert_eq!(members.get(&b).map(String::as_str), Some("pending"));
-    assert!(Os::login("consumer-a").await.listed_images().await.contains(&image));
-    assert!(!Os::login("consumer-b").await.listed_images().await.contains(&image));
+    assert!(
+        Os::login("consumer-a")
+            .await
+            .listed_images()
+            .await
+            .contains(&image)
+    );
+    assert!(
+        !Os::login("consumer-b")
+            .await
+            .listed_images()
+            .await
+            .contains(&image)
+    );
 
     let reasons = t.event_reasons("share").await;
     assert!(reasons.iter().any(|r| r == "MemberAdded"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == "MemberStatusSet"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "MemberStatusSet"),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]
@@ -63,17 +78,23 @@ async fn consumer_drift_is_corrected_when_managed_and_left_alone_when_not() {
     t.create(
         "drift",
         json!({"image": {"id": image}, "producer": creds("producer-cloud"), "resyncPeriod": "30s",
-            "members": [
-                {"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")},
-                {"project": b},
-            ]}),
+        "members": [
+            {"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")},
+            {"project": b},
+        ]}),
     )
     .await;
     t.wait_reason("drift", "InSync", CONVERGE).await;
 
     // Behind the operator's back: A rejects (managed), B accepts (not managed).
-    Os::login("consumer-a").await.set_status(&image, &a, "rejected").await;
-    Os::login("consumer-b").await.set_status(&image, &b, "accepted").await;
+    Os::login("consumer-a")
+        .await
+        .set_status(&image, &a, "rejected")
+        .await;
+    Os::login("consumer-b")
+        .await
+        .set_status(&image, &b, "accepted")
+        .await;
 
     let fixed = wait_until(RESYNC, || async {
         (producer.members(&image).await.get(&a).map(String::as_str) == Some("accepted"))
@@ -112,14 +133,26 @@ async fn hand_added_member_is_left_alone_in_additive_and_removed_in_exclusive() 
     .await;
     t.wait_reason("excl", "InSync", CONVERGE).await;
     let members = producer.members(&image).await;
-    assert!(members.contains_key(&a) && members.contains_key(&c), "{members:?}");
+    assert!(
+        members.contains_key(&a) && members.contains_key(&c),
+        "{members:?}"
+    );
 
-    t.patch_spec("excl", json!({"membership": "Exclusive"})).await;
+    t.patch_spec("excl", json!({"membership": "Exclusive"}))
+        .await;
     t.wait_reason("excl", "InSync", CONVERGE).await;
     let members = producer.members(&image).await;
     assert!(members.contains_key(&a), "{members:?}");
-    assert!(!members.contains_key(&c), "undeclared member must go: {members:?}");
-    assert!(t.event_reasons("excl").await.iter().any(|r| r == "MemberRemoved"));
+    assert!(
+        !members.contains_key(&c),
+        "undeclared member must go: {members:?}"
+    );
+    assert!(
+        t.event_reasons("excl")
+            .await
+            .iter()
+            .any(|r| r == "MemberRemoved")
+    );
 
     // Removing a member from the spec deletes it.
     t.patch_spec("excl", json!({"members": []})).await;
@@ -173,7 +206,8 @@ async fn missing_image_or_secret_does_not_block_deletion() {
     )
     .await;
     t.wait_reason("no-image", "ImageNotFound", CONVERGE).await;
-    t.wait_reason("no-secret", "CredentialsMissing", CONVERGE).await;
+    t.wait_reason("no-secret", "CredentialsMissing", CONVERGE)
+        .await;
     t.delete_and_wait_gone("no-image", CONVERGE).await;
     t.delete_and_wait_gone("no-secret", CONVERGE).await;
 }
@@ -209,7 +243,9 @@ async fn selector_shares_every_match_including_images_created_later() {
     let t = TestNs::new("selector").await;
     let producer = Os::login("producer").await;
     let tag = unique("tag");
-    let first = producer.create_image(&unique("sel1"), "shared", &[&tag]).await;
+    let first = producer
+        .create_image(&unique("sel1"), "shared", &[&tag])
+        .await;
     producer.create_image(&unique("other"), "shared", &[]).await;
     let a = project_id("consumer-a");
     t.create(
@@ -222,12 +258,21 @@ async fn selector_shares_every_match_including_images_created_later() {
     assert_eq!(share.status.unwrap().images.len(), 1);
     assert!(producer.members(&first).await.contains_key(&a));
 
-    let second = producer.create_image(&unique("sel2"), "shared", &[&tag]).await;
+    let second = producer
+        .create_image(&unique("sel2"), "shared", &[&tag])
+        .await;
     let picked_up = wait_until(RESYNC, || async {
-        producer.members(&second).await.contains_key(&a).then_some(())
+        producer
+            .members(&second)
+            .await
+            .contains_key(&a)
+            .then_some(())
     })
     .await;
-    assert!(picked_up.is_some(), "image created later was not picked up on resync");
+    assert!(
+        picked_up.is_some(),
+        "image created later was not picked up on resync"
+    );
     let share = t.wait_reason("sel", "InSync", CONVERGE).await;
     let status = share.status.unwrap();
     assert_eq!(status.images.len(), 2);
@@ -238,7 +283,9 @@ async fn selector_shares_every_match_including_images_created_later() {
 async fn wrong_password_is_credentials_invalid_and_recovers_when_the_secret_is_fixed() {
     let t = TestNs::new("badpass").await;
     let producer = Os::login("producer").await;
-    let image = producer.create_image(&unique("badpass"), "shared", &[]).await;
+    let image = producer
+        .create_image(&unique("badpass"), "shared", &[])
+        .await;
     let wrong = format!("wrong-{:08x}", fastrand::u32(..));
     t.put_secret("producer-cloud", &clouds_yaml_for("producer", Some(&wrong)))
         .await;
@@ -248,7 +295,8 @@ async fn wrong_password_is_credentials_invalid_and_recovers_when_the_secret_is_f
             "members": [{"project": project_id("consumer-a")}]}),
     )
     .await;
-    t.wait_reason("badpass", "CredentialsInvalid", CONVERGE).await;
+    t.wait_reason("badpass", "CredentialsInvalid", CONVERGE)
+        .await;
 
     t.put_secret("producer-cloud", &clouds_yaml_for("producer", None))
         .await;
@@ -294,7 +342,12 @@ async fn missing_secret_is_credentials_missing_and_recovers_when_created() {
     .await;
     t.wait_reason("nosecret", "CredentialsMissing", CONVERGE)
         .await;
-    assert!(t.event_reasons("nosecret").await.iter().any(|r| r == "CredentialsMissing"));
+    assert!(
+        t.event_reasons("nosecret")
+            .await
+            .iter()
+            .any(|r| r == "CredentialsMissing")
+    );
 
     t.put_secret("producer-cloud", &clouds_yaml_for("producer", None))
         .await;
@@ -351,7 +404,10 @@ async fn suspended_share_changes_nothing() {
     )
     .await;
     let share = t.wait_reason("suspended", "Suspended", CONVERGE).await;
-    assert_eq!(share.status.unwrap().members[0].state, MemberPhase::Suspended);
+    assert_eq!(
+        share.status.unwrap().members[0].state,
+        MemberPhase::Suspended
+    );
     assert!(producer.members(&image).await.is_empty());
 
     t.patch_spec("suspended", json!({"suspend": false})).await;
@@ -363,7 +419,9 @@ async fn suspended_share_changes_nothing() {
 async fn overlapping_imageshares_report_conflict_on_the_later_one() {
     let t = TestNs::new("overlap").await;
     let producer = Os::login("producer").await;
-    let image = producer.create_image(&unique("overlap"), "shared", &[]).await;
+    let image = producer
+        .create_image(&unique("overlap"), "shared", &[])
+        .await;
     let a = project_id("consumer-a");
     let spec = json!({"image": {"id": image}, "producer": creds("producer-cloud"),
         "members": [{"project": a}]});
@@ -444,7 +502,10 @@ async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message()
             .await
             .expect_err(&format!("case {i} ({expected}) must be rejected"));
         let text = err.to_string();
-        assert!(text.contains(expected), "case {i}: expected {expected:?} in {text}");
+        assert!(
+            text.contains(expected),
+            "case {i}: expected {expected:?} in {text}"
+        );
     }
 }
 

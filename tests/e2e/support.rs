@@ -159,17 +159,23 @@ impl TestNs {
     /// Waits until the ImageShare's Ready condition has `reason` for the current generation;
     /// returns the object. Panics with the last status seen on timeout.
     pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> ImageShare {
-        let mut last = None;
-        let found = wait_until(timeout, || async {
-            let share = self.shares().get(name).await.ok()?;
-            let ok = share.ready_condition().is_some_and(|c| {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let share = self.shares().get(name).await.expect("get imageshare");
+            let reached = share.ready_condition().is_some_and(|c| {
                 c.reason == reason && c.observed_generation == share.metadata.generation
             });
-            last = Some(share.status.clone());
-            ok.then_some(share)
-        })
-        .await;
-        found.unwrap_or_else(|| panic!("{name}: Ready reason {reason} not reached; last status: {last:#?}"))
+            if reached {
+                return share;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{name}: Ready reason {reason} not reached in {timeout:?}; last status: {:#?}",
+                    share.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Deletes an ImageShare and waits until it is gone (finalizer released).
@@ -236,9 +242,16 @@ impl Os {
                 "name": auth["username"], "password": auth["password"],
                 "domain": {"name": "Default"}}}},
             "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}}}});
-        let url = format!("{}/auth/tokens", auth["auth_url"].as_str().expect("auth_url"));
+        let url = format!(
+            "{}/auth/tokens",
+            auth["auth_url"].as_str().expect("auth_url")
+        );
         let resp = http.post(url).json(&body).send().await.expect("keystone");
-        assert!(resp.status().is_success(), "login {identity}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "login {identity}: {}",
+            resp.status()
+        );
         let token = resp.headers()["x-subject-token"]
             .to_str()
             .expect("token")
@@ -311,7 +324,10 @@ impl Os {
             .http
             .patch(format!("{}/v2/images/{image}", self.glance))
             .header("X-Auth-Token", &self.token)
-            .header("Content-Type", "application/openstack-images-v2.1-json-patch")
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
             .json(&json!([{"op": "replace", "path": "/visibility", "value": visibility}]))
             .send()
             .await
@@ -322,7 +338,11 @@ impl Os {
     /// Members of an image: project to status (as the producer).
     pub async fn members(&self, image: &str) -> BTreeMap<String, String> {
         let (status, body) = self
-            .call(reqwest::Method::GET, &format!("/images/{image}/members"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/images/{image}/members"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "list members: {body}");
         body["members"]
@@ -364,7 +384,9 @@ impl Os {
 
     /// IDs of the images this identity's default image list shows.
     pub async fn listed_images(&self) -> Vec<String> {
-        let (status, body) = self.call(reqwest::Method::GET, "/images?limit=1000", None).await;
+        let (status, body) = self
+            .call(reqwest::Method::GET, "/images?limit=1000", None)
+            .await;
         assert_eq!(status, 200, "list images: {body}");
         body["images"]
             .as_array()

@@ -1,0 +1,452 @@
+//! Typed Glance v2 calls (I/O) on a [`Session`]: images (get, list with pagination) and
+//! image members (list, get, create, update status, delete).
+//!
+//! Every call takes one of the session's request slots, gets a token, sends, and on a 401
+//! drops that token, authenticates again and retries exactly once. Non-success answers go
+//! through the one classifier ([`classify`]); the caller sees [`Error`] kinds, never HTTP
+//! codes. Each call is logged at debug with method, path, status and elapsed time; the
+//! token is sent as a sensitive header and never logged.
+
+use std::time::Instant;
+
+use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::error::{Error, classify};
+use super::keystone::Session;
+
+/// Status of an image member in Glance. The same type as the CRD's member status: its serde
+/// form (`pending`, `accepted`, `rejected`) is Glance's wire format.
+pub use crate::api::MemberStatus;
+
+/// Glance's name for a member status.
+pub fn status_name(status: MemberStatus) -> &'static str {
+    match status {
+        MemberStatus::Pending => "pending",
+        MemberStatus::Accepted => "accepted",
+        MemberStatus::Rejected => "rejected",
+    }
+}
+
+/// Page size asked of Glance when listing images.
+pub const PAGE_SIZE: u32 = 100;
+/// Most pages followed in one listing (100,000 images) before giving up.
+const MAX_PAGES: usize = 1000;
+
+/// A Glance image, as much of it as imageshare needs.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Image {
+    /// Image ID.
+    pub id: String,
+    /// Image name (Glance allows none).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Owning project ID.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// `public`, `community`, `shared` or `private`; only `shared` images have members.
+    pub visibility: String,
+    /// Image tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Image status, e.g. `active`.
+    pub status: String,
+}
+
+/// One member row of an image.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    /// The image.
+    pub image_id: String,
+    /// The member project ID.
+    pub member_id: String,
+    /// The member's answer.
+    pub status: MemberStatus,
+}
+
+/// Filters for [`Session::list_images`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageQuery {
+    /// Exact name (`name=`).
+    pub name: Option<String>,
+    /// Images carrying all these tags (repeated `tag=`).
+    pub tags: Vec<String>,
+    /// Owning project ID (`owner=`).
+    pub owner: Option<String>,
+    /// Name prefix, filtered here: Glance has no prefix filter.
+    pub name_prefix: Option<String>,
+}
+
+impl ImageQuery {
+    /// Whether `image` passes the filters Glance cannot apply.
+    pub fn matches_locally(&self, image: &Image) -> bool {
+        match &self.name_prefix {
+            Some(prefix) => image
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix.as_str())),
+            None => true,
+        }
+    }
+
+    fn query_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![("limit", PAGE_SIZE.to_string())];
+        if let Some(name) = &self.name {
+            pairs.push(("name", name.clone()));
+        }
+        for tag in &self.tags {
+            pairs.push(("tag", tag.clone()));
+        }
+        if let Some(owner) = &self.owner {
+            pairs.push(("owner", owner.clone()));
+        }
+        pairs
+    }
+}
+
+#[derive(Deserialize)]
+struct ImagePage {
+    images: Vec<Image>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MemberList {
+    members: Vec<Member>,
+}
+
+/// The Glance v2 base URL for a catalog endpoint: `/v2` appended unless already there.
+pub fn glance_base(endpoint: &str) -> Result<Url, Error> {
+    let bad = |detail: &str| Error::config(format!("image endpoint {endpoint} {detail}"));
+    let mut url = Url::parse(endpoint).map_err(|e| bad(&format!("is not a url: {e}")))?;
+    let has_version = url
+        .path_segments()
+        .and_then(|mut segments| segments.rfind(|s| !s.is_empty()))
+        .is_some_and(|last| last == "v2");
+    {
+        let mut segments = url
+            .path_segments_mut()
+            .map_err(|()| bad("cannot have a path"))?;
+        segments.pop_if_empty();
+        if !has_version {
+            segments.push("v2");
+        }
+    }
+    url.set_query(None);
+    Ok(url)
+}
+
+/// `base` with `segments` appended, each percent-encoded as one path segment.
+fn join(mut base: Url, segments: &[&str]) -> Result<Url, Error> {
+    let text = base.to_string();
+    base.path_segments_mut()
+        .map_err(|()| Error::config(format!("image endpoint {text} cannot have a path")))?
+        .extend(segments);
+    Ok(base)
+}
+
+/// Where a request goes, relative to the Glance v2 base.
+enum Target<'a> {
+    /// Path segments under `/v2`, plus query pairs.
+    Path(&'a [&'a str], Vec<(&'static str, String)>),
+    /// `/v2/images` with a raw query string taken from a `next` link.
+    ImagesQuery(&'a str),
+}
+
+impl Session {
+    /// `GET /v2/images/{id}`.
+    pub async fn get_image(&self, id: &str) -> Result<Image, Error> {
+        let what = format!("get image {id}");
+        self.json(
+            Method::GET,
+            Target::Path(&["images", id], vec![]),
+            None,
+            &what,
+        )
+        .await
+    }
+
+    /// `GET /v2/images` with the query's filters, following `next` links; the name prefix
+    /// is applied here.
+    pub async fn list_images(&self, query: &ImageQuery) -> Result<Vec<Image>, Error> {
+        let what = match &query.owner {
+            Some(owner) => format!("list images of project {owner}"),
+            None => "list images".to_owned(),
+        };
+        let mut page: ImagePage = self
+            .json(
+                Method::GET,
+                Target::Path(&["images"], query.query_pairs()),
+                None,
+                &what,
+            )
+            .await?;
+        let mut found = Vec::new();
+        for _ in 0..MAX_PAGES {
+            found.extend(page.images.into_iter().filter(|i| query.matches_locally(i)));
+            let Some(next) = page.next.as_deref().and_then(|n| n.split_once('?')) else {
+                return Ok(found);
+            };
+            page = self
+                .json(Method::GET, Target::ImagesQuery(next.1), None, &what)
+                .await?;
+        }
+        Err(Error::unexpected(
+            &what,
+            format!("more than {MAX_PAGES} pages of images"),
+        ))
+    }
+
+    /// `GET /v2/images/{image}/members`.
+    pub async fn list_members(&self, image: &str) -> Result<Vec<Member>, Error> {
+        let what = format!("list members of image {image}");
+        let list: MemberList = self
+            .json(
+                Method::GET,
+                Target::Path(&["images", image, "members"], vec![]),
+                None,
+                &what,
+            )
+            .await?;
+        Ok(list.members)
+    }
+
+    /// `GET /v2/images/{image}/members/{project}`.
+    pub async fn get_member(&self, image: &str, project: &str) -> Result<Member, Error> {
+        let what = format!("get member {project} of image {image}");
+        self.json(
+            Method::GET,
+            Target::Path(&["images", image, "members", project], vec![]),
+            None,
+            &what,
+        )
+        .await
+    }
+
+    /// `POST /v2/images/{image}/members`. An existing member is [`Error::Conflict`].
+    pub async fn create_member(&self, image: &str, project: &str) -> Result<Member, Error> {
+        let what = format!("add member {project} to image {image}");
+        let body = json!({ "member": project });
+        self.json(
+            Method::POST,
+            Target::Path(&["images", image, "members"], vec![]),
+            Some(&body),
+            &what,
+        )
+        .await
+    }
+
+    /// `PUT /v2/images/{image}/members/{project}` with the new status. Only the member
+    /// project itself (or an admin) may do this; a non-member is [`Error::NotFound`].
+    pub async fn update_member_status(
+        &self,
+        image: &str,
+        project: &str,
+        status: MemberStatus,
+    ) -> Result<Member, Error> {
+        let what = format!(
+            "set status of member {project} of image {image} to {}",
+            status_name(status)
+        );
+        let body = json!({ "status": status });
+        self.json(
+            Method::PUT,
+            Target::Path(&["images", image, "members", project], vec![]),
+            Some(&body),
+            &what,
+        )
+        .await
+    }
+
+    /// `DELETE /v2/images/{image}/members/{project}`. A missing member is
+    /// [`Error::NotFound`].
+    pub async fn delete_member(&self, image: &str, project: &str) -> Result<(), Error> {
+        let what = format!("remove member {project} from image {image}");
+        self.send(
+            Method::DELETE,
+            Target::Path(&["images", image, "members", project], vec![]),
+            None,
+            &what,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        target: Target<'_>,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<T, Error> {
+        let text = self.send(method, target, body, what).await?;
+        serde_json::from_str(&text).map_err(|e| Error::unexpected(what, e))
+    }
+
+    /// Sends one Glance request (with one re-authentication and retry on 401) and returns
+    /// the body of a 2xx answer.
+    async fn send(
+        &self,
+        method: Method,
+        target: Target<'_>,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<String, Error> {
+        let _permit = self.permit().await?;
+        let client = self.client()?;
+        let mut retried = false;
+        loop {
+            let token = self.token().await?;
+            let base = glance_base(token.image_endpoint())?;
+            let url = match &target {
+                Target::Path(segments, pairs) => {
+                    let mut url = join(base, segments)?;
+                    if !pairs.is_empty() {
+                        url.query_pairs_mut().extend_pairs(pairs);
+                    }
+                    url
+                }
+                Target::ImagesQuery(query) => {
+                    let mut url = join(base, &["images"])?;
+                    url.set_query(Some(query));
+                    url
+                }
+            };
+            let mut auth = HeaderValue::from_str(token.secret().expose())
+                .map_err(|_| Error::unexpected(what, "keystone token is not a valid header"))?;
+            auth.set_sensitive(true);
+            let mut request = client
+                .request(method.clone(), url.clone())
+                .header("X-Auth-Token", auth)
+                .header(ACCEPT, "application/json");
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let started = Instant::now();
+            let sent = request.send().await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let cloud = &self.config().cloud_name;
+            let response = match sent {
+                Ok(response) => response,
+                Err(err) => {
+                    let err = Error::transport(what, &err);
+                    tracing::debug!(cloud = %cloud, method = %method, path = url.path(),
+                        elapsed_ms, error = %err, "glance call failed");
+                    return Err(err);
+                }
+            };
+            let status = response.status();
+            tracing::debug!(cloud = %cloud, method = %method, path = url.path(),
+                status = status.as_u16(), elapsed_ms, "glance call");
+            if status == StatusCode::UNAUTHORIZED && !retried {
+                retried = true;
+                self.invalidate_token(&token).await;
+                continue;
+            }
+            let retry_after = response.headers().get(RETRY_AFTER).cloned();
+            let text = response
+                .text()
+                .await
+                .map_err(|e| Error::transport(what, &e))?;
+            return if status.is_success() {
+                Ok(text)
+            } else {
+                Err(classify(status, retry_after.as_ref(), &text, what))
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_is_appended_unless_already_there() {
+        let base = |e: &str| glance_base(e).expect("valid").to_string();
+        assert_eq!(base("http://127.0.0.1:9292"), "http://127.0.0.1:9292/v2");
+        assert_eq!(base("http://127.0.0.1:9292/"), "http://127.0.0.1:9292/v2");
+        assert_eq!(base("https://cloud/image"), "https://cloud/image/v2");
+        assert_eq!(base("https://cloud/image/v2/"), "https://cloud/image/v2");
+        assert_eq!(base("https://cloud/v2"), "https://cloud/v2");
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        let url = join(
+            glance_base("http://g:9292").expect("valid"),
+            &["images", "a/b?c", "members"],
+        )
+        .expect("joined");
+        assert_eq!(url.as_str(), "http://g:9292/v2/images/a%2Fb%3Fc/members");
+    }
+
+    #[test]
+    fn image_query_uses_exact_name_repeated_tags_and_owner() {
+        let query = ImageQuery {
+            name: Some("ubuntu 24.04".into()),
+            tags: vec!["golden".into(), "lts".into()],
+            owner: Some("p1".into()),
+            name_prefix: None,
+        };
+        let mut url = Url::parse("http://g/v2/images").expect("url");
+        url.query_pairs_mut().extend_pairs(query.query_pairs());
+        assert_eq!(
+            url.query(),
+            Some("limit=100&name=ubuntu+24.04&tag=golden&tag=lts&owner=p1")
+        );
+    }
+
+    #[test]
+    fn name_prefix_is_filtered_locally() {
+        let image = |name: Option<&str>| Image {
+            id: "i".into(),
+            name: name.map(Into::into),
+            owner: None,
+            visibility: "shared".into(),
+            tags: vec![],
+            status: "active".into(),
+        };
+        let query = ImageQuery {
+            name_prefix: Some("ubuntu-".into()),
+            ..ImageQuery::default()
+        };
+        assert!(query.matches_locally(&image(Some("ubuntu-24.04"))));
+        assert!(!query.matches_locally(&image(Some("debian-12"))));
+        assert!(!query.matches_locally(&image(None)));
+        assert!(ImageQuery::default().matches_locally(&image(None)));
+    }
+
+    #[test]
+    fn glance_member_json_is_read() {
+        let member: Member = serde_json::from_str(
+            r#"{"created_at": "2026-01-01T00:00:00Z", "image_id": "i1", "member_id": "p1",
+                "schema": "/v2/schemas/member", "status": "accepted", "updated_at": "2026-01-01T00:00:00Z"}"#,
+        )
+        .expect("member");
+        assert_eq!(member.status, MemberStatus::Accepted);
+        for (status, text) in [
+            (MemberStatus::Pending, "\"pending\""),
+            (MemberStatus::Accepted, "\"accepted\""),
+            (MemberStatus::Rejected, "\"rejected\""),
+        ] {
+            assert_eq!(serde_json::to_string(&status).expect("json"), text);
+            assert_eq!(format!("\"{}\"", status_name(status)), text);
+        }
+    }
+
+    #[test]
+    fn glance_image_json_with_nulls_is_read() {
+        let image: Image = serde_json::from_str(
+            r#"{"id": "i1", "name": null, "owner": "p1", "visibility": "shared", "tags": [],
+                "status": "queued", "min_disk": 0, "locations": []}"#,
+        )
+        .expect("image");
+        assert_eq!(image.name, None);
+        assert_eq!(image.owner.as_deref(), Some("p1"));
+    }
+}
