@@ -17,7 +17,10 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("invalid log level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

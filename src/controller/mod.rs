@@ -171,8 +171,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     let ready_store = store.clone();
     let readiness = options.readiness.clone();
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            readiness.set_ready();
+        // The store's readiness signal wakes only one waiter (the controller itself), so ask
+        // again every second instead of waiting once.
+        loop {
+            let wait = tokio::time::timeout(Duration::from_secs(1), ready_store.wait_until_ready());
+            match wait.await {
+                Ok(Ok(())) => break readiness.set_ready(),
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
         }
     });
     let ctx = Arc::new(Context {

@@ -107,12 +107,18 @@ pub async fn observe(
         Some(producer) => {
             let session = sessions.get(&producer.credentials_ref).await?;
             for image in resolve(&session, &spec.image).await? {
-                let members = session
-                    .list_members(&image.id)
-                    .await?
-                    .into_iter()
-                    .map(|m| (m.member_id, m.status))
-                    .collect();
+                // Glance refuses to list members of an image that is not shared (403); it
+                // has none, and the status reports ImageNotShared.
+                let members = if image.visibility == "shared" {
+                    session
+                        .list_members(&image.id)
+                        .await?
+                        .into_iter()
+                        .map(|m| (m.member_id, m.status))
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                };
                 report.images.push(ObservedImage {
                     id: image.id,
                     name: image.name,

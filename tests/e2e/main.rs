@@ -492,13 +492,16 @@ async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message()
             "spec.image.id",
         ),
     ];
-    let api = t.shares();
+    let resource = kube::core::ApiResource::erase::<imageshare::api::ImageShare>(&());
+    let api: kube::Api<kube::core::DynamicObject> =
+        kube::Api::namespaced_with(t.client.clone(), &t.name, &resource);
     for (i, (spec, expected)) in cases.into_iter().enumerate() {
-        let obj = json!({"apiVersion": "imageshare.dev/v1alpha1", "kind": "ImageShare",
-            "metadata": {"name": format!("bad-{i}")}, "spec": spec});
-        let share: imageshare::api::ImageShare = serde_json::from_value(obj).unwrap();
+        let obj: kube::core::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "imageshare.dev/v1alpha1", "kind": "ImageShare",
+            "metadata": {"name": format!("bad-{i}")}, "spec": spec}))
+        .unwrap();
         let err = api
-            .create(&Default::default(), &share)
+            .create(&Default::default(), &obj)
             .await
             .expect_err(&format!("case {i} ({expected}) must be rejected"));
         let text = err.to_string();

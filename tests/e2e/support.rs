@@ -225,6 +225,12 @@ where
     }
 }
 
+/// A request body for [`Os::send`].
+enum Body {
+    Json(Value),
+    Patch(Value),
+}
+
 /// A Keystone-authenticated identity of the local stack, for the tests' own Glance calls.
 pub struct Os {
     http: reqwest::Client,
@@ -279,21 +285,45 @@ impl Os {
         }
     }
 
+    /// One Glance call; retried on 5xx, which Glance on SQLite answers under concurrent
+    /// writes (database locked). Returns status and JSON body (Null when not JSON).
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/v2{path}", self.glance))
-            .header("X-Auth-Token", &self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("glance");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.send(method, path, body.map(Body::Json)).await
     }
 
-    /// Creates an image with some data and returns its ID.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Body>) -> (u16, Value) {
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}/v2{path}", self.glance))
+                .header("X-Auth-Token", &self.token);
+            match &body {
+                Some(Body::Json(b)) => req = req.json(b),
+                Some(Body::Patch(b)) => {
+                    req = req
+                        .header(
+                            "Content-Type",
+                            "application/openstack-images-v2.1-json-patch",
+                        )
+                        .body(b.to_string())
+                }
+                None => {}
+            }
+            let resp = req.send().await.expect("glance");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            attempt += 1;
+            if status >= 500 && attempt < 8 {
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                continue;
+            }
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return (status, value);
+        }
+    }
+
+    /// Creates an image (metadata only: membership needs no data) and returns its ID.
     pub async fn create_image(&self, name: &str, visibility: &str, tags: &[&str]) -> String {
         let (status, body) = self
             .call(
@@ -304,35 +334,20 @@ impl Os {
             )
             .await;
         assert_eq!(status, 201, "create image {name}: {body}");
-        let id = body["id"].as_str().expect("id").to_string();
-        let resp = self
-            .http
-            .put(format!("{}/v2/images/{id}/file", self.glance))
-            .header("X-Auth-Token", &self.token)
-            .header("Content-Type", "application/octet-stream")
-            .body(vec![0u8; 512])
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(resp.status().as_u16(), 204, "upload image data");
-        id
+        body["id"].as_str().expect("id").to_string()
     }
 
     /// Sets an image's visibility.
     pub async fn set_visibility(&self, image: &str, visibility: &str) {
-        let resp = self
-            .http
-            .patch(format!("{}/v2/images/{image}", self.glance))
-            .header("X-Auth-Token", &self.token)
-            .header(
-                "Content-Type",
-                "application/openstack-images-v2.1-json-patch",
+        let patch = json!([{"op": "replace", "path": "/visibility", "value": visibility}]);
+        let (status, body) = self
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/images/{image}"),
+                Some(Body::Patch(patch)),
             )
-            .json(&json!([{"op": "replace", "path": "/visibility", "value": visibility}]))
-            .send()
-            .await
-            .expect("patch image");
-        assert_eq!(resp.status().as_u16(), 200, "set visibility");
+            .await;
+        assert_eq!(status, 200, "set visibility: {body}");
     }
 
     /// Members of an image: project to status (as the producer).
