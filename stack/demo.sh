@@ -9,7 +9,7 @@ payload="$STATE_DIR/demo-image.raw"
 head -c 1024 /dev/zero >"$payload"
 for name in demo-golden-ubuntu demo-golden-debian; do
   if ! openstack --os-cloud producer image show "$name" >/dev/null 2>&1; then
-    openstack --os-cloud producer image create --visibility shared --tag golden \
+    openstack --os-cloud producer image create --shared --tag golden \
       --disk-format raw --container-format bare --file "$payload" "$name" >/dev/null ||
       die "creating image $name as the producer failed"
     log "created image $name (visibility shared, tag golden) as the producer"

@@ -1,5 +1,5 @@
 //! Apply step (I/O): executes a plan against Glance. Every call is idempotent (409 on add and
-//! 404 on remove count as done), so a crash at any point is repaired by the next pass. Steps
+//! 404 on remove count as success), so a crash at any point is repaired by the next pass. Steps
 //! of one member run in order; different members run concurrently (bounded, and each cloud
 //! credential has its own request limit).
 
@@ -84,11 +84,13 @@ async fn run_step(session: &Session, step: &Step) -> Outcome {
     use openstack::Error;
     match step {
         Step::Add { image, project } => match session.create_member(image, project).await {
-            Ok(_) | Err(Error::Conflict { .. }) => Outcome::Done,
+            Ok(_) => Outcome::Done,
+            Err(Error::Conflict { .. }) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
         Step::Remove { image, project } => match session.delete_member(image, project).await {
-            Ok(()) | Err(Error::NotFound { .. }) => Outcome::Done,
+            Ok(()) => Outcome::Done,
+            Err(Error::NotFound { .. }) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
         Step::SetStatus {

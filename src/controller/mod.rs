@@ -13,7 +13,6 @@ pub mod status;
 #[cfg(test)]
 pub mod fixtures;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -252,7 +251,7 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let report = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Report::failed(failure),
         Ok(mut report) => {
-            let steps = plan(&share.spec, &report.images, &report.claims()).steps;
+            let steps = plan(&share.spec, &report.images, &report.claims).steps;
             if !share.spec.suspend {
                 report.outcomes = apply::apply(share, &mut sessions, steps).await;
             }
@@ -362,10 +361,9 @@ async fn write_status(
     if let Some(ready) = new.conditions.first()
         && old_reason.as_deref() != Some(ready.reason.as_str())
     {
-        let type_ = if ready.status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
+        let type_ = match ready.reason.as_str() {
+            "InSync" | "Progressing" | "Suspended" => EventType::Normal,
+            _ => EventType::Warning,
         };
         info!(imageshare = %share.name_any(), namespace = %ns, reason = %ready.reason, message = %ready.message, "ready changed");
         publish(share, ctx, type_, &ready.reason, &ready.message).await;
@@ -397,7 +395,7 @@ async fn publish_step_events(share: &ImageShare, ctx: &Context, report: &Report)
                 "MemberStatusSet",
                 format!("set project {project} on image {image} to {status:?}"),
             ),
-            (_, Outcome::AwaitingConsumer) => continue,
+            (_, Outcome::AwaitingConsumer | Outcome::Unchanged) => continue,
             (_, Outcome::Failed(f)) => (f.reason.as_str(), f.message.clone()),
         };
         let type_ = match outcome {
@@ -435,7 +433,7 @@ async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let failure = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Some(failure),
         Ok(report) => {
-            let steps = cleanup_plan(&share.spec, &report.images, &report.claims()).steps;
+            let steps = cleanup_plan(&share.spec, &report.images, &report.claims).steps;
             let mut cleaned = report;
             cleaned.outcomes = apply::apply(share, &mut sessions, steps).await;
             publish_step_events(share, ctx, &cleaned).await;
@@ -484,11 +482,12 @@ async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
 /// already declares. Pure over the cached objects.
 pub mod overlap {
     use super::*;
-    use crate::controller::plan::Pair;
+    use crate::controller::plan::Claims;
 
-    /// Pairs declared by ImageShares created before `share` (creation time, then
-    /// namespace/name), mapped to the claimant's `namespace/name`.
-    pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> BTreeMap<Pair, String> {
+    /// What the other ImageShares declare: every (image, project) pair they declare, and
+    /// which of those an object created before `share` declares (creation time, then
+    /// namespace/name), mapped to that object's `namespace/name`.
+    pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
         let order = |s: &ImageShare| {
             (
                 s.metadata.creation_timestamp.clone().map(|t| t.0),
@@ -497,14 +496,12 @@ pub mod overlap {
             )
         };
         let mine = order(share);
-        let mut claims = BTreeMap::new();
+        let mut claims = Claims::default();
         for other in all {
-            if other.uid() == share.uid()
-                || other.metadata.deletion_timestamp.is_some()
-                || order(other) >= mine
-            {
+            if other.uid() == share.uid() || other.metadata.deletion_timestamp.is_some() {
                 continue;
             }
+            let earlier = order(other) < mine;
             let owner = format!(
                 "{}/{}",
                 other.namespace().unwrap_or_default(),
@@ -517,9 +514,14 @@ pub mod overlap {
                 .chain(other.spec.image.id.clone());
             for image in images {
                 for member in &other.spec.members {
-                    claims
-                        .entry((image.clone(), member.project.clone()))
-                        .or_insert_with(|| owner.clone());
+                    let pair = (image.clone(), member.project.clone());
+                    if earlier {
+                        claims
+                            .earlier
+                            .entry(pair.clone())
+                            .or_insert_with(|| owner.clone());
+                    }
+                    claims.others.insert(pair);
                 }
             }
         }
@@ -561,12 +563,18 @@ mod tests {
         let second = share("second", 200, &["b", "c"]);
         let all = vec![first.clone(), second.clone()];
         let claims = overlap::claims(&second, &all);
-        assert_eq!(claims.len(), 2);
+        assert_eq!(claims.earlier.len(), 2);
         assert_eq!(
-            claims.get(&("img".to_string(), "b".to_string())),
+            claims.earlier.get(&("img".to_string(), "b".to_string())),
             Some(&"team/first".to_string())
         );
-        assert!(overlap::claims(&first, &all).is_empty());
+        let of_first = overlap::claims(&first, &all);
+        assert!(of_first.earlier.is_empty());
+        assert_eq!(
+            of_first.others.len(),
+            2,
+            "the later one's members are protected too"
+        );
     }
 
     #[test]

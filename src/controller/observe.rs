@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
-use super::plan::{ObservedImage, Pair};
+use super::plan::{Claims, ObservedImage};
 use super::status::Report;
 use super::{Context, Failure};
 use crate::api::{CredentialsRef, ImageRef, ImageShare, Reason};
@@ -96,11 +96,11 @@ impl<'a> Sessions<'a> {
 pub async fn observe(
     share: &ImageShare,
     sessions: &mut Sessions<'_>,
-    claimed_elsewhere: BTreeMap<Pair, String>,
+    claims: Claims,
 ) -> Result<Report, Failure> {
     let spec = &share.spec;
     let mut report = Report {
-        claimed_elsewhere,
+        claims,
         ..Report::default()
     };
     match &spec.producer {

@@ -29,6 +29,29 @@ impl ObservedImage {
 /// A (image ID, project ID) pair.
 pub type Pair = (String, String);
 
+/// What other ImageShares declare, from the controller's cache.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claims {
+    /// Pairs declared by an ImageShare created earlier, mapped to its `namespace/name`: this
+    /// object leaves them alone and reports a Conflict.
+    pub earlier: BTreeMap<Pair, String>,
+    /// Pairs declared by any other ImageShare: never removed by Exclusive or by cleanup.
+    pub others: BTreeSet<Pair>,
+}
+
+impl Claims {
+    /// Claims where `pairs` are declared by an earlier ImageShare `owner`.
+    pub fn earlier(owner: &str, pairs: &[(&str, &str)]) -> Self {
+        let mut claims = Claims::default();
+        for (image, project) in pairs {
+            let pair = (image.to_string(), project.to_string());
+            claims.others.insert(pair.clone());
+            claims.earlier.insert(pair, owner.to_string());
+        }
+        claims
+    }
+}
+
 /// Whose credentials a status update uses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {
@@ -93,18 +116,14 @@ pub struct Plan {
 /// - A declared status that differs from the observed one (or from `pending` for a member
 ///   added in this pass) is set, with the consumer's credentials when given.
 /// - With `Exclusive`, members nobody declares are removed; members another ImageShare
-///   claims count as declared.
-/// - Pairs in `claimed_elsewhere` (declared by an earlier ImageShare) are never touched.
-pub fn plan(
-    spec: &ImageShareSpec,
-    images: &[ObservedImage],
-    claimed_elsewhere: &BTreeSet<Pair>,
-) -> Plan {
+///   declares count as declared.
+/// - Pairs an earlier ImageShare declares are never touched (reported as Conflict).
+pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) -> Plan {
     let mut steps = Vec::new();
     for image in images {
         for member in &spec.members {
             let pair = (image.id.clone(), member.project.clone());
-            if claimed_elsewhere.contains(&pair) {
+            if claims.earlier.contains_key(&pair) {
                 continue;
             }
             let observed = match image.members.get(&member.project) {
@@ -137,7 +156,7 @@ pub fn plan(
                 spec.members.iter().map(|m| m.project.as_str()).collect();
             for project in image.members.keys() {
                 let pair = (image.id.clone(), project.clone());
-                if !declared.contains(project.as_str()) && !claimed_elsewhere.contains(&pair) {
+                if !declared.contains(project.as_str()) && !claims.others.contains(&pair) {
                     steps.push(Step::Remove {
                         image: image.id.clone(),
                         project: project.clone(),
@@ -150,12 +169,8 @@ pub fn plan(
 }
 
 /// The removals a `Delete` deletion policy makes: every declared member present on an
-/// observed image, except pairs another ImageShare claims.
-pub fn cleanup_plan(
-    spec: &ImageShareSpec,
-    images: &[ObservedImage],
-    claimed_elsewhere: &BTreeSet<Pair>,
-) -> Plan {
+/// observed image, except pairs another ImageShare declares.
+pub fn cleanup_plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) -> Plan {
     let steps = images
         .iter()
         .flat_map(|image| {
@@ -164,7 +179,7 @@ pub fn cleanup_plan(
                 .filter(|m| image.members.contains_key(&m.project))
                 .map(|m| (image.id.clone(), m.project.clone()))
         })
-        .filter(|pair| !claimed_elsewhere.contains(pair))
+        .filter(|pair| !claims.others.contains(pair))
         .map(|(image, project)| Step::Remove { image, project })
         .collect();
     Plan { steps }
@@ -175,8 +190,8 @@ mod tests {
     use super::*;
     use crate::controller::fixtures::{SpecExt, image, spec};
 
-    fn no_claims() -> BTreeSet<Pair> {
-        BTreeSet::new()
+    fn no_claims() -> Claims {
+        Claims::default()
     }
 
     #[test]
@@ -287,9 +302,12 @@ mod tests {
     }
 
     #[test]
-    fn exclusive_share_keeps_member_claimed_by_another_imageshare() {
+    fn exclusive_share_keeps_member_declared_by_a_later_imageshare() {
         let spec = spec().member("a", None).exclusive();
-        let claims = BTreeSet::from([("img".to_string(), "x".to_string())]);
+        let claims = Claims {
+            others: BTreeSet::from([("img".to_string(), "x".to_string())]),
+            ..Claims::default()
+        };
         let plan = plan(
             &spec,
             &[image(
@@ -304,7 +322,7 @@ mod tests {
     #[test]
     fn member_claimed_by_an_earlier_imageshare_is_not_touched() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
-        let claims = BTreeSet::from([("img".to_string(), "a".to_string())]);
+        let claims = Claims::earlier("team/first", &[("img", "a")]);
         let plan = plan(&spec, &[image("img", &[])], &claims);
         assert!(plan.steps.is_empty());
     }

@@ -2,12 +2,12 @@
 //! `ImageShare` status (per-member state, Ready condition). No I/O; the one writer lives in
 //! the controller and only writes when [`needs_write`] says so.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Failure;
-use super::plan::{ObservedImage, Pair, Step};
+use super::plan::{Claims, ObservedImage, Step};
 use crate::api::{
     ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus, Reason,
 };
@@ -15,8 +15,10 @@ use crate::api::{
 /// What happened to one step of the plan.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Glance accepted the call (or it was already done: 409 on add, 404 on remove).
+    /// Glance made the change.
     Done,
+    /// Glance already was as planned (409 on add, 404 on remove): success, no change.
+    Unchanged,
     /// The producer may not set this status and no consumer credentials were given.
     AwaitingConsumer,
     /// The call failed.
@@ -30,8 +32,8 @@ pub struct Report {
     pub images: Vec<ObservedImage>,
     /// Steps applied in this pass with their outcomes (empty when suspended).
     pub outcomes: Vec<(Step, Outcome)>,
-    /// Pairs declared by an earlier ImageShare: pair to that object's namespace/name.
-    pub claimed_elsewhere: BTreeMap<Pair, String>,
+    /// What other ImageShares declare.
+    pub claims: Claims,
     /// Per-project failures that are not tied to one step (e.g. missing consumer Secret).
     pub member_failures: BTreeMap<String, Failure>,
     /// A failure that stopped the whole pass (credentials, image resolution, transient).
@@ -45,11 +47,6 @@ impl Report {
             failure: Some(failure),
             ..Report::default()
         }
-    }
-
-    /// The pairs claimed by other ImageShares, as a set for the planner.
-    pub fn claims(&self) -> BTreeSet<Pair> {
-        self.claimed_elsewhere.keys().cloned().collect()
     }
 
     /// Whether any step changed something in Glance.
@@ -188,17 +185,20 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                         current = current.or(Some(MemberStatus::Pending));
                         changed = true;
                     }
+                    (Step::Add { .. }, Outcome::Unchanged) => {
+                        current = current.or(Some(MemberStatus::Pending));
+                    }
                     (Step::SetStatus { status, .. }, Outcome::Done) => {
                         current = Some(*status);
                         changed = true;
                     }
                     (_, Outcome::AwaitingConsumer) => awaiting = true,
                     (_, Outcome::Failed(f)) => failed = failed.or(Some(f)),
-                    (Step::Remove { .. }, Outcome::Done) => {}
+                    (Step::Remove { .. }, Outcome::Done | Outcome::Unchanged)
+                    | (Step::SetStatus { .. }, Outcome::Unchanged) => {}
                 }
             }
-            let (state, reason, message) = if let Some(owner) = report.claimed_elsewhere.get(&pair)
-            {
+            let (state, reason, message) = if let Some(owner) = report.claims.earlier.get(&pair) {
                 (
                     MemberPhase::Conflict,
                     Some(Reason::Conflict),
@@ -368,7 +368,7 @@ mod tests {
     fn a_pass_that_changed_glance_is_progressing() {
         let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
         let images = vec![image("img", &[])];
-        let steps = plan(&spec, &images, &BTreeSet::new()).steps;
+        let steps = plan(&spec, &images, &Claims::default()).steps;
         let report = Report {
             images,
             outcomes: steps.into_iter().map(|s| (s, Outcome::Done)).collect(),
@@ -378,6 +378,25 @@ mod tests {
         assert_eq!(ready(&status), ("False", "Progressing"));
         assert_eq!(status.members[0].status, Some(MemberStatus::Accepted));
         assert_eq!(status.members[0].state, MemberPhase::Progressing);
+    }
+
+    #[test]
+    fn an_add_glance_already_had_is_in_sync_not_progressing() {
+        let spec = spec().member("a", None);
+        let report = Report {
+            images: vec![image("img", &[])],
+            outcomes: vec![(
+                Step::Add {
+                    image: "img".into(),
+                    project: "a".into(),
+                },
+                Outcome::Unchanged,
+            )],
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("True", "InSync"));
+        assert!(!report.changed_anything());
     }
 
     #[test]
@@ -466,10 +485,7 @@ mod tests {
         let spec = spec().member("a", None);
         let report = Report {
             images: vec![image("img", &[("a", MemberStatus::Accepted)])],
-            claimed_elsewhere: BTreeMap::from([(
-                ("img".to_string(), "a".to_string()),
-                "team/first".to_string(),
-            )]),
+            claims: Claims::earlier("team/first", &[("img", "a")]),
             ..Report::default()
         };
         let status = build(&spec, Some(1), &report, None, &now());

@@ -434,6 +434,44 @@ async fn overlapping_imageshares_report_conflict_on_the_later_one() {
     assert!(message.contains(&format!("{}/first", t.name)), "{message}");
 }
 
+#[tokio::test]
+async fn exclusive_share_keeps_members_another_imageshare_declares() {
+    let t = TestNs::new("shared-excl").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("sx"), "shared", &[]).await;
+    let (a, c) = (project_id("consumer-a"), project_id("consumer-c"));
+    t.create(
+        "exclusive",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "membership": "Exclusive", "members": [{"project": c}]}),
+    )
+    .await;
+    t.wait_reason("exclusive", "InSync", CONVERGE).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation second
+    t.create(
+        "additive",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("additive", "InSync", CONVERGE).await;
+    // Make the Exclusive one pass again: it must not remove the other object's member.
+    t.patch_spec("exclusive", json!({"resyncPeriod": "30s"}))
+        .await;
+    t.wait_reason("exclusive", "InSync", CONVERGE).await;
+    let members = producer.members(&image).await;
+    assert!(
+        members.contains_key(&a) && members.contains_key(&c),
+        "{members:?}"
+    );
+    assert!(
+        !t.event_reasons("exclusive")
+            .await
+            .iter()
+            .any(|r| r == "MemberRemoved")
+    );
+}
+
 /// Each entry: a spec that breaks one rule, and text the apiserver's answer must contain.
 #[tokio::test]
 async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message() {
