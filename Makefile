@@ -35,10 +35,9 @@ operator: build
 	bash stack/operator.sh
 
 ## End-to-end tests against the real stack; the operator runs with the RBAC from deploy/.
+## Starts the stack and stops it afterwards.
 e2e: build
-	bash stack/up.sh
-	bash stack/operator.sh
-	$(CARGO) test --locked --test e2e -- --test-threads=8
+	bash stack/e2e.sh
 
 ## Everything CI runs.
 test: check unit e2e
