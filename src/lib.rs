@@ -8,10 +8,12 @@
 //! - [`controller`]: reconcile (finalizer dispatch), the pure plan and status builder, apply,
 //!   cleanup and per-object backoff.
 //! - [`metrics`], [`http`], [`telemetry`]: Prometheus metrics, health endpoints, logging.
+//! - [`leader`]: Lease-based leader election for running several replicas.
 
 pub mod api;
 pub mod controller;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod openstack;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imageshare::controller::{self, Options, parse_duration};
 use imageshare::http::{self, Readiness};
+use imageshare::leader::{LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
 use imageshare::telemetry::{self, LogFormat};
 
@@ -22,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Operator(OperatorArgs),
+    Operator(Box<OperatorArgs>),
     /// Print the ImageShare CustomResourceDefinition as YAML.
     Crd,
 }
@@ -50,9 +51,25 @@ struct OperatorArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Run only while holding a Lease, so several replicas can run (one reconciles).
+    #[arg(long, env = "IMAGESHARE_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "imageshare-system")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "imageshare-operator")]
+    leader_election_lease: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
+    leader_election_identity: String,
     /// Log level or filter directives (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
+}
+
+fn default_identity() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| format!("imageshare-{}", std::process::id()))
 }
 
 fn parse_period(text: &str) -> Result<std::time::Duration, String> {
@@ -64,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", imageshare::api::crd_yaml()?),
-        Command::Operator(args) => operator(args).await?,
+        Command::Operator(args) => operator(*args).await?,
     }
     Ok(())
 }
@@ -83,7 +100,29 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_from(config)?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Readiness::default();
-    let server = http::serve(args.metrics_addr, metrics.clone(), readiness.clone());
+    let server = tokio::spawn(http::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        readiness.clone(),
+    ));
+    let leadership = if args.leader_election {
+        // A standby replica is healthy and ready to take over; it only does not reconcile.
+        readiness.set_ready();
+        let options = LeaderOptions {
+            namespace: args.leader_election_namespace,
+            lease: args.leader_election_lease,
+            identity: args.leader_election_identity,
+        };
+        Some(Leadership::acquire(client.clone(), &options).await?)
+    } else {
+        None
+    };
+    let lost = async {
+        match leadership {
+            Some(l) => l.lost().await,
+            None => futures::future::pending().await,
+        }
+    };
     let options = Options {
         namespace: args.namespace,
         concurrency: args.concurrency,
@@ -93,8 +132,9 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     };
     tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
     tokio::select! {
-        result = server => result.context("metrics server")?,
+        result = server => result.context("metrics server")?.context("metrics server")?,
         () = controller::run(client, options, metrics) => {}
+        () = lost => anyhow::bail!("lost the leader lease; exiting so a fresh start can wait for it"),
     }
     tracing::info!("stopped");
     Ok(())

@@ -37,6 +37,7 @@ chmod 600 "$STATE_DIR/operator.kubeconfig"
 stop_pidfile operator
 port_free "$OPERATOR_PORT" operator
 start_bg operator "$BINARY" operator --kubeconfig "$STATE_DIR/operator.kubeconfig" \
-  --metrics-addr "127.0.0.1:$OPERATOR_PORT" --log-format text --resync-period 10m
+  --metrics-addr "127.0.0.1:$OPERATOR_PORT" --log-format text --resync-period 10m \
+  --leader-election --leader-election-namespace imageshare-system --leader-election-identity local-operator
 wait_for operator 30 curl -sf "http://127.0.0.1:$OPERATOR_PORT/readyz"
 log "operator running as system:serviceaccount:imageshare-system:imageshare; log: $LOG_DIR/operator.log, metrics: http://127.0.0.1:$OPERATOR_PORT/metrics"

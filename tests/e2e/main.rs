@@ -586,4 +586,41 @@ async fn operator_service_account_has_no_rights_beyond_deploy_rbac() {
     assert!(!can("create", "", "secrets").await);
     assert!(!can("delete", "imageshare.dev", "imageshares").await);
     assert!(!can("list", "", "pods").await);
+    assert!(!can("delete", "coordination.k8s.io", "leases").await);
+}
+
+#[tokio::test]
+async fn a_second_replica_waits_while_the_running_operator_holds_the_lease() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(admin().await, "imageshare-system");
+    let holder = || async {
+        let lease = leases.get("imageshare-operator").await.unwrap();
+        lease.spec.and_then(|s| s.holder_identity)
+    };
+    assert_eq!(holder().await.as_deref(), Some("local-operator"));
+
+    let log = state_dir().join("logs/standby-operator.log");
+    let mut standby = std::process::Command::new(env!("CARGO_BIN_EXE_imageshare"))
+        .args([
+            "operator",
+            "--log-format",
+            "text",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--leader-election", "--leader-election-identity", "standby"])
+        .arg("--kubeconfig")
+        .arg(state_dir().join("operator.kubeconfig"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let still_running = standby.try_wait().unwrap().is_none();
+    standby.kill().unwrap();
+    standby.wait().unwrap();
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(still_running, "the standby exited: {output}");
+    assert!(output.contains("waiting for the leader lease"), "{output}");
+    assert!(!output.contains("holding the leader lease"), "{output}");
+    assert_eq!(holder().await.as_deref(), Some("local-operator"));
 }
