@@ -310,6 +310,40 @@ async fn wrong_password_is_credentials_invalid_and_recovers_when_the_secret_is_f
 }
 
 #[tokio::test]
+async fn malformed_secret_and_unreachable_cloud_are_reported_clearly() {
+    let t = TestNs::new("badcloud").await;
+    let a = project_id("consumer-a");
+    t.put_secret("garbled", "clouds: [this is: not, a mapping")
+        .await;
+    let unreachable = clouds_yaml_for("producer", None).replace(
+        clouds()["clouds"]["producer"]["auth"]["auth_url"]
+            .as_str()
+            .unwrap(),
+        "http://127.0.0.1:9/v3",
+    );
+    t.put_secret("unreachable", &unreachable).await;
+    let id = "1c779bec-127f-47eb-8356-140d685991dd";
+    for (name, secret) in [("garbled", "garbled"), ("unreachable", "unreachable")] {
+        t.create(
+            name,
+            json!({"image": {"id": id}, "producer": creds(secret), "members": [{"project": a}]}),
+        )
+        .await;
+    }
+    let garbled = t
+        .wait_reason("garbled", "CredentialsInvalid", CONVERGE)
+        .await;
+    let message = &garbled.ready_condition().unwrap().message;
+    assert!(message.contains("garbled"), "{message}");
+    let unreachable = t
+        .wait_reason("unreachable", "TransientError", CONVERGE)
+        .await;
+    let message = &unreachable.ready_condition().unwrap().message;
+    assert!(message.contains("127.0.0.1:9"), "{message}");
+    assert!(!message.contains("stack-user-secret"));
+}
+
+#[tokio::test]
 async fn private_image_is_image_not_shared_until_its_visibility_is_shared() {
     let t = TestNs::new("private").await;
     let producer = Os::login("producer").await;

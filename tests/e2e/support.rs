@@ -22,7 +22,7 @@ pub fn state_dir() -> PathBuf {
 }
 
 /// clouds.yaml of the local stack, parsed.
-fn clouds() -> &'static Value {
+pub fn clouds() -> &'static Value {
     static CLOUDS: OnceLock<Value> = OnceLock::new();
     CLOUDS.get_or_init(|| {
         let text = std::fs::read_to_string(state_dir().join("clouds.yaml"))
