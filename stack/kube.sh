@@ -59,7 +59,12 @@ kube_start() {
   wait_for kube-apiserver 120 curl -sf --cacert "$KUBE_STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$KUBE_PORT/readyz"
 
-  cat >"$KUBECONFIG_PATH" <<KCFG
+  write_kubeconfig "$KUBECONFIG_PATH" admin "$(cat "$ADMIN_TOKEN_FILE")"
+}
+
+# write_kubeconfig PATH USER TOKEN -> a kubeconfig for the local API server with a bearer token.
+write_kubeconfig() {
+  cat >"$1" <<KCFG
 apiVersion: v1
 kind: Config
 clusters:
@@ -68,15 +73,15 @@ clusters:
     server: https://127.0.0.1:$KUBE_PORT
     certificate-authority: $KUBE_STATE/pki/ca.crt
 users:
-- name: admin
+- name: $2
   user:
-    token: $(cat "$ADMIN_TOKEN_FILE")
+    token: $3
 contexts:
 - name: local
-  context: {cluster: local, user: admin}
+  context: {cluster: local, user: $2}
 current-context: local
 KCFG
-  chmod 600 "$KUBECONFIG_PATH"
+  chmod 600 "$1"
 }
 
 kube_stop() {

@@ -15,24 +15,7 @@ kubectl apply -k "$REPO_DIR/deploy/base" >"$LOG_DIR/deploy.log" 2>&1 ||
 kubectl wait --for condition=Established --timeout=30s crd/imageshares.imageshare.dev >/dev/null
 
 token="$(kubectl -n imageshare-system create token imageshare --duration 24h)"
-cat >"$STATE_DIR/operator.kubeconfig" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://127.0.0.1:$KUBE_PORT
-    certificate-authority: $STATE_DIR/kube/pki/ca.crt
-users:
-- name: imageshare
-  user:
-    token: $token
-contexts:
-- name: local
-  context: {cluster: local, user: imageshare}
-current-context: local
-KCFG
-chmod 600 "$STATE_DIR/operator.kubeconfig"
+write_kubeconfig "$STATE_DIR/operator.kubeconfig" imageshare "$token"
 
 stop_pidfile operator
 port_free "$OPERATOR_PORT" operator
