@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down build crds check unit e2e test demo operator
+.PHONY: up down build crds check unit e2e test demo operator bench
 
 ## Start the local stack (builds/installs it the first time, cached outside git).
 up:
@@ -47,3 +47,9 @@ demo: build
 	bash stack/up.sh
 	bash stack/operator.sh
 	bash stack/demo.sh
+
+## Benchmarks that print numbers: the pure plan/status path, and convergence on the real
+## stack (needs `make up operator`).
+bench:
+	$(CARGO) bench --locked --bench plan
+	$(CARGO) bench --locked --bench converge

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -80,7 +81,33 @@ async fn run_group(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
     done
 }
 
+/// Attempts per step when Glance answers with a transient fault; every call is idempotent, so
+/// retrying is safe. What still fails goes to the per-object backoff.
+const STEP_ATTEMPTS: u32 = 3;
+/// Longest server-requested delay worth waiting for inside a pass.
+const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Runs one step, retrying transient faults (e.g. Glance on SQLite answers 500 under
+/// concurrent writes) a few times with a short, growing, jittered pause.
 async fn run_step(session: &Session, step: &Step) -> Outcome {
+    let mut attempt = 1;
+    loop {
+        let outcome = try_step(session, step).await;
+        let Outcome::Failed(failure) = &outcome else {
+            return outcome;
+        };
+        let pause = Duration::from_millis(100 * 2u64.pow(attempt))
+            .mul_f64(1.0 + fastrand::f64())
+            .max(failure.retry_after.unwrap_or_default());
+        if !failure.is_transient() || attempt >= STEP_ATTEMPTS || pause > STEP_RETRY_MAX {
+            return outcome;
+        }
+        tokio::time::sleep(pause).await;
+        attempt += 1;
+    }
+}
+
+async fn try_step(session: &Session, step: &Step) -> Outcome {
     use openstack::Error;
     match step {
         Step::Add { image, project } => match session.create_member(image, project).await {

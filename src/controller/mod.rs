@@ -282,6 +282,10 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
                 .or_else(|| report.member_failures.values().find(|f| f.is_transient()))
         });
     if let Some(f) = transient {
+        if report.changed_anything() {
+            // Progress was made: retry soon rather than backing off further.
+            ctx.backoff.reset(&key);
+        }
         return Ok(Action::requeue(ctx.backoff.next(&key, f.retry_after)));
     }
     ctx.backoff.reset(&key);
@@ -371,7 +375,7 @@ async fn write_status(
     Ok(new)
 }
 
-/// One Event per change made in Glance, and one per refused or failed step.
+/// One Event per change made in Glance, and one per step OpenStack refused.
 async fn publish_step_events(share: &ImageShare, ctx: &Context, report: &Report) {
     for (step, outcome) in &report.outcomes {
         let (reason, note) = match (step, outcome) {
@@ -396,6 +400,8 @@ async fn publish_step_events(share: &ImageShare, ctx: &Context, report: &Report)
                 format!("set project {project} on image {image} to {status:?}"),
             ),
             (_, Outcome::AwaitingConsumer | Outcome::Unchanged) => continue,
+            // Passing faults are retried; the log and the Ready condition tell about them.
+            (_, Outcome::Failed(f)) if f.is_transient() => continue,
             (_, Outcome::Failed(f)) => (f.reason.as_str(), f.message.clone()),
         };
         let type_ = match outcome {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Failure;
-use super::plan::{Claims, ObservedImage, Step};
+use super::plan::{Claims, ObservedImage, Pair, Step};
 use crate::api::{
     ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus, Reason,
 };
@@ -171,6 +171,10 @@ fn satisfied(m: &MemberState) -> bool {
 }
 
 fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
+    let mut outcomes: BTreeMap<Pair, Vec<&(Step, Outcome)>> = BTreeMap::new();
+    for entry in &report.outcomes {
+        outcomes.entry(entry.0.pair()).or_default().push(entry);
+    }
     let mut rows = Vec::new();
     for image in &report.images {
         for member in &spec.members {
@@ -179,7 +183,7 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
             let mut changed = false;
             let mut awaiting = false;
             let mut failed: Option<&Failure> = report.member_failures.get(&member.project);
-            for (step, outcome) in report.outcomes.iter().filter(|(s, _)| s.pair() == pair) {
+            for (step, outcome) in outcomes.get(&pair).into_iter().flatten().copied() {
                 match (step, outcome) {
                     (Step::Add { .. }, Outcome::Done) => {
                         current = current.or(Some(MemberStatus::Pending));
