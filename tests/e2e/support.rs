@@ -252,7 +252,17 @@ impl Os {
             "{}/auth/tokens",
             auth["auth_url"].as_str().expect("auth_url")
         );
-        let resp = http.post(url).json(&body).send().await.expect("keystone");
+        // Keystone on SQLite answers 500 now and then under concurrent logins: retry.
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let resp = http.post(&url).json(&body).send().await.expect("keystone");
+            if resp.status().is_server_error() && attempt < 8 {
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                continue;
+            }
+            break resp;
+        };
         assert!(
             resp.status().is_success(),
             "login {identity}: {}",
