@@ -3,11 +3,11 @@
 # A second run finds the binaries and returns at once.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-need go "install Go (https://go.dev/doc/install); it builds kube-apiserver and etcd"
-
 if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" && -x "$BIN_DIR/kubectl" ]]; then
   exit 0
 fi
+
+need go "install Go (https://go.dev/doc/install); it builds kube-apiserver and etcd"
 
 WORK="$CACHE_DIR/go/wrapper-$KUBE_VERSION-$ETCD_VERSION"
 mkdir -p "$WORK/kube" "$WORK/etcd" "$BIN_DIR"

@@ -14,4 +14,9 @@ kube_stop
 for pattern in "^$BIN_DIR/etcd .*$STATE_DIR/" "^$BIN_DIR/kube-apiserver .*$STATE_DIR/" \
   "wsgi_serve\.py .*$STATE_DIR/" "imageshare operator .*$STATE_DIR/"; do
   pkill -KILL -f -- "$pattern" 2>/dev/null || true
+  # Wait until they are gone, so their ports are free for the next start.
+  for ((i = 0; i < 50; i++)); do
+    pgrep -f -- "$pattern" >/dev/null 2>&1 || break
+    sleep 0.1
+  done
 done

@@ -3,12 +3,12 @@
 # pinned (stack/constraints.txt pins every transitive package). A second run returns at once.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-need python3 "install Python 3.10+ with the venv module; it runs Keystone and Glance"
-
 MARKER="$VENV_DIR/.installed-$(sha256sum "$STACK_DIR/constraints.txt" | cut -c1-12)"
 if [[ -f "$MARKER" ]]; then
   exit 0
 fi
+
+need python3 "install Python 3.10+ with the venv module; it runs Keystone and Glance"
 
 log "installing keystone $KEYSTONE_VERSION, glance $GLANCE_VERSION, python-openstackclient $OSC_VERSION (first time only)"
 INSTALL_LOG="$CACHE_DIR/pip-install.log"
