@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::ObservedImage;
+use super::plan::{Claims, ObservedImage};
 use crate::api::{
     CredentialsRef, CredentialsSource, ImageRef, ImageShareSpec, MemberSpec, MemberStatus,
     Membership,
@@ -89,4 +89,15 @@ pub fn image(id: &str, members: &[(&str, MemberStatus)]) -> ObservedImage {
             .map(|(p, s)| (p.to_string(), *s))
             .collect::<BTreeMap<_, _>>(),
     }
+}
+
+/// Claims where `pairs` are managed the same way by an earlier ImageShare `owner`.
+pub fn earlier_claim(owner: &str, pairs: &[(&str, &str)]) -> Claims {
+    let mut claims = Claims::default();
+    for (image, project) in pairs {
+        let pair = (image.to_string(), project.to_string());
+        claims.others.insert(pair.clone());
+        claims.earlier.insert(pair, owner.to_string());
+    }
+    claims
 }

@@ -490,9 +490,13 @@ pub mod overlap {
     use super::*;
     use crate::controller::plan::Claims;
 
-    /// What the other ImageShares declare: every (image, project) pair they declare, and
-    /// which of those an object created before `share` declares (creation time, then
-    /// namespace/name), mapped to that object's `namespace/name`.
+    /// What the other ImageShares declare, as seen by `share`:
+    /// - every (image, project) pair they declare (protected from removal);
+    /// - projects of objects whose images are not resolved yet (protected on every image);
+    /// - pairs `share` also declares that an object created earlier (creation time, then
+    ///   namespace/name) manages the same way: both add members (both have a producer), or
+    ///   both set the member's status. A producer object and a consumer-only object that only
+    ///   sets the status split the work and do not conflict.
     pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
         let order = |s: &ImageShare| {
             (
@@ -513,15 +517,33 @@ pub mod overlap {
                 other.namespace().unwrap_or_default(),
                 other.name_any()
             );
-            let images = other
-                .status
+            let status = other.status.as_ref();
+            let resolved = other.spec.image.id.is_some()
+                || status.is_some_and(|s| {
+                    !s.images.is_empty() && s.observed_generation == other.metadata.generation
+                });
+            if !resolved {
+                claims
+                    .unresolved_projects
+                    .extend(other.spec.members.iter().map(|m| m.project.clone()));
+            }
+            let images = status
                 .iter()
                 .flat_map(|s| s.images.iter().map(|i| i.id.clone()))
                 .chain(other.spec.image.id.clone());
             for image in images {
-                for member in &other.spec.members {
-                    let pair = (image.clone(), member.project.clone());
-                    if earlier {
+                for theirs in &other.spec.members {
+                    let pair = (image.clone(), theirs.project.clone());
+                    let ours = share
+                        .spec
+                        .members
+                        .iter()
+                        .find(|m| m.project == theirs.project);
+                    let clash = ours.is_some_and(|ours| {
+                        (share.spec.producer.is_some() && other.spec.producer.is_some())
+                            || (ours.status.is_some() && theirs.status.is_some())
+                    });
+                    if earlier && clash {
                         claims
                             .earlier
                             .entry(pair.clone())
@@ -564,21 +586,21 @@ mod tests {
     }
 
     #[test]
-    fn the_later_imageshare_sees_the_earlier_ones_claims() {
+    fn only_the_later_imageshare_conflicts_and_only_on_shared_projects() {
         let first = share("first", 100, &["a", "b"]);
         let second = share("second", 200, &["b", "c"]);
         let all = vec![first.clone(), second.clone()];
         let claims = overlap::claims(&second, &all);
-        assert_eq!(claims.earlier.len(), 2);
+        assert_eq!(claims.earlier.len(), 1);
+        assert!(claims.protects(&("img".to_string(), "a".to_string())));
         assert_eq!(
             claims.earlier.get(&("img".to_string(), "b".to_string())),
             Some(&"team/first".to_string())
         );
         let of_first = overlap::claims(&first, &all);
         assert!(of_first.earlier.is_empty());
-        assert_eq!(
-            of_first.others.len(),
-            2,
+        assert!(
+            of_first.protects(&("img".to_string(), "c".to_string())),
             "the later one's members are protected too"
         );
     }

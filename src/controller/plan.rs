@@ -32,23 +32,21 @@ pub type Pair = (String, String);
 /// What other ImageShares declare, from the controller's cache.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Claims {
-    /// Pairs declared by an ImageShare created earlier, mapped to its `namespace/name`: this
-    /// object leaves them alone and reports a Conflict.
+    /// Pairs an ImageShare created earlier manages in the same way (both add members, or
+    /// both set the status), mapped to its `namespace/name`: this object leaves them alone
+    /// and reports a Conflict.
     pub earlier: BTreeMap<Pair, String>,
     /// Pairs declared by any other ImageShare: never removed by Exclusive or by cleanup.
     pub others: BTreeSet<Pair>,
+    /// Projects declared by another ImageShare whose images are not resolved yet: never
+    /// removed from any image until they are.
+    pub unresolved_projects: BTreeSet<String>,
 }
 
 impl Claims {
-    /// Claims where `pairs` are declared by an earlier ImageShare `owner`.
-    pub fn earlier(owner: &str, pairs: &[(&str, &str)]) -> Self {
-        let mut claims = Claims::default();
-        for (image, project) in pairs {
-            let pair = (image.to_string(), project.to_string());
-            claims.others.insert(pair.clone());
-            claims.earlier.insert(pair, owner.to_string());
-        }
-        claims
+    /// Whether another ImageShare wants `pair` to stay.
+    pub fn protects(&self, pair: &Pair) -> bool {
+        self.others.contains(pair) || self.unresolved_projects.contains(&pair.1)
     }
 }
 
@@ -156,7 +154,7 @@ pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) ->
                 spec.members.iter().map(|m| m.project.as_str()).collect();
             for project in image.members.keys() {
                 let pair = (image.id.clone(), project.clone());
-                if !declared.contains(project.as_str()) && !claims.others.contains(&pair) {
+                if !declared.contains(project.as_str()) && !claims.protects(&pair) {
                     steps.push(Step::Remove {
                         image: image.id.clone(),
                         project: project.clone(),
@@ -179,7 +177,7 @@ pub fn cleanup_plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Cl
                 .filter(|m| image.members.contains_key(&m.project))
                 .map(|m| (image.id.clone(), m.project.clone()))
         })
-        .filter(|pair| !claims.others.contains(pair))
+        .filter(|pair| !claims.protects(pair))
         .map(|(image, project)| Step::Remove { image, project })
         .collect();
     Plan { steps }
@@ -188,7 +186,7 @@ pub fn cleanup_plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Cl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::fixtures::{SpecExt, image, spec};
+    use crate::controller::fixtures::{self, SpecExt, image, spec};
 
     fn no_claims() -> Claims {
         Claims::default()
@@ -320,9 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn exclusive_share_keeps_projects_of_an_imageshare_not_resolved_yet() {
+        let spec = spec().member("a", None).exclusive();
+        let claims = Claims {
+            unresolved_projects: BTreeSet::from(["x".to_string()]),
+            ..Claims::default()
+        };
+        let plan = plan(
+            &spec,
+            &[image(
+                "img",
+                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
+            )],
+            &claims,
+        );
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
     fn member_claimed_by_an_earlier_imageshare_is_not_touched() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
-        let claims = Claims::earlier("team/first", &[("img", "a")]);
+        let claims = fixtures::earlier_claim("team/first", &[("img", "a")]);
         let plan = plan(&spec, &[image("img", &[])], &claims);
         assert!(plan.steps.is_empty());
     }

@@ -56,12 +56,14 @@ impl Report {
 }
 
 /// Reasons a member can fail with, most urgent first; the Ready reason is the first present.
-const MEMBER_FAILURE_ORDER: [Reason; 6] = [
+/// A failed member whose reason is not listed counts as the last one.
+const MEMBER_FAILURE_ORDER: [Reason; 7] = [
     Reason::CredentialsMissing,
     Reason::CredentialsInvalid,
     Reason::Forbidden,
     Reason::MemberQuotaExceeded,
     Reason::ImageNotShared,
+    Reason::ImageNotFound,
     Reason::TransientError,
 ];
 
@@ -82,7 +84,15 @@ pub fn build(
     now: &Time,
 ) -> ImageShareStatus {
     let (images, members) = match (&report.failure, previous) {
-        (Some(_), Some(prev)) => (prev.images.clone(), prev.members.clone()),
+        // Keep what was last observed, for members that are still declared.
+        (Some(_), Some(prev)) => (
+            prev.images.clone(),
+            prev.members
+                .iter()
+                .filter(|row| spec.members.iter().any(|m| m.project == row.project))
+                .cloned()
+                .collect(),
+        ),
         (Some(_), None) => (Vec::new(), Vec::new()),
         (None, _) => {
             let rows = member_rows(spec, report);
@@ -276,8 +286,19 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
 
 fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reason {
     let has = |r: Reason| rows.iter().any(|row| row.reason == Some(r));
-    if let Some(r) = MEMBER_FAILURE_ORDER.into_iter().find(|r| has(*r)) {
-        return r;
+    let failed = rows.iter().filter(|r| r.state.state == MemberPhase::Failed);
+    if let Some(worst) = failed
+        .map(|row| {
+            let reason = row.reason.unwrap_or(Reason::TransientError);
+            let rank = MEMBER_FAILURE_ORDER
+                .iter()
+                .position(|r| *r == reason)
+                .unwrap_or(MEMBER_FAILURE_ORDER.len());
+            (rank, reason)
+        })
+        .min()
+    {
+        return worst.1;
     }
     if has(Reason::Conflict) {
         Reason::Conflict
@@ -467,6 +488,53 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_is_not_shared_yet_in_consumer_only_use_is_not_ready() {
+        let spec = spec()
+            .member_with_consumer("a", MemberStatus::Accepted, "team-a")
+            .without_producer();
+        let mut observed = image("img", &[]);
+        observed.visibility = None;
+        let report = Report {
+            images: vec![observed],
+            member_failures: BTreeMap::from([(
+                "a".to_string(),
+                Failure::new(
+                    Reason::ImageNotFound,
+                    "project a is not a member of image img",
+                ),
+            )]),
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "ImageNotFound"));
+        assert_eq!(status.members[0].state, MemberPhase::Failed);
+    }
+
+    #[test]
+    fn pass_failure_drops_rows_of_members_no_longer_declared() {
+        let before_spec = spec().member("a", None).member("b", None);
+        let ok = Report {
+            images: vec![image(
+                "img",
+                &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
+            )],
+            ..Report::default()
+        };
+        let before = build(&before_spec, Some(1), &ok, None, &now());
+        let failed = Report::failed(Failure::transient("glance answered 503"));
+        let after = build(
+            &spec().member("a", None),
+            Some(2),
+            &failed,
+            Some(&before),
+            &now(),
+        );
+        assert_eq!(after.members.len(), 1);
+        assert_eq!(after.members[0].project, "a");
+        assert_eq!(after.members_in_sync.as_deref(), Some("1/1"));
+    }
+
+    #[test]
     fn pass_failure_keeps_previous_member_rows_and_reports_the_reason() {
         let spec = spec().member("a", None);
         let ok = Report {
@@ -489,7 +557,7 @@ mod tests {
         let spec = spec().member("a", None);
         let report = Report {
             images: vec![image("img", &[("a", MemberStatus::Accepted)])],
-            claims: Claims::earlier("team/first", &[("img", "a")]),
+            claims: crate::controller::fixtures::earlier_claim("team/first", &[("img", "a")]),
             ..Report::default()
         };
         let status = build(&spec, Some(1), &report, None, &now());
