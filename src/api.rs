@@ -88,7 +88,8 @@ pub struct ImageShareSpec {
     #[x_kube(validation = Rule::new("duration(self) >= duration('30s') && duration(self) <= duration('24h')").message("resyncPeriod must be between 30s and 24h"))]
     pub resync_period: Option<String>,
 
-    /// When true, the operator observes and reports but changes nothing in Glance.
+    /// When true, the operator observes and reports but changes nothing in Glance (deleting
+    /// a suspended ImageShare leaves its members, whatever the deletionPolicy).
     #[serde(default)]
     pub suspend: bool,
 }

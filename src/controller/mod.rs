@@ -42,6 +42,8 @@ pub const FINALIZER: &str = "imageshare.dev/cleanup";
 pub const MANAGER: &str = "imageshare-operator";
 /// How long a Delete cleanup may keep failing transiently before the finalizer is released.
 const CLEANUP_GIVE_UP: Duration = Duration::from_secs(15 * 60);
+/// Requeue delay when removals waited for another ImageShare to resolve its images.
+const DEFERRED_RETRY: Duration = Duration::from_secs(5);
 /// Requeue delay after a pass that changed Glance, to confirm the result.
 const CONFIRM_AFTER: Duration = Duration::from_secs(2);
 
@@ -248,12 +250,14 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let claims = overlap::claims(share, &ctx.store.state());
     let mut sessions = Sessions::new(ctx, share);
+    let mut deferred = false;
     let report = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Report::failed(failure),
         Ok(mut report) => {
-            let steps = plan(&share.spec, &report.images, &report.claims).steps;
+            let plan = plan(&share.spec, &report.images, &report.claims);
+            deferred = plan.deferred;
             if !share.spec.suspend {
-                report.outcomes = apply::apply(share, &mut sessions, steps).await;
+                report.outcomes = apply::apply(share, &mut sessions, plan.steps).await;
             }
             report
         }
@@ -291,6 +295,9 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     ctx.backoff.reset(&key);
     if report.changed_anything() {
         return Ok(Action::requeue(CONFIRM_AFTER));
+    }
+    if deferred {
+        return Ok(Action::requeue(DEFERRED_RETRY));
     }
     Ok(Action::requeue(backoff::jitter(resync_period(share, ctx))))
 }
@@ -430,13 +437,18 @@ async fn publish(share: &ImageShare, ctx: &Context, type_: EventType, reason: &s
 /// finalizer go.
 async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
-    if share.spec.deletion_policy == DeletionPolicy::Orphan || share.spec.producer.is_none() {
+    // Orphan keeps the members; so does a suspended object (it changes nothing); without a
+    // producer there is nothing this object may remove.
+    if share.spec.deletion_policy == DeletionPolicy::Orphan
+        || share.spec.suspend
+        || share.spec.producer.is_none()
+    {
         ctx.backoff.reset(&key);
         return Ok(Action::await_change());
     }
     let claims = overlap::claims(share, &ctx.store.state());
     let mut sessions = Sessions::new(ctx, share);
-    let failure = match observe::observe(share, &mut sessions, claims).await {
+    let failure = match observe::observe_for_cleanup(share, &mut sessions, claims).await {
         Err(failure) => Some(failure),
         Ok(report) => {
             let steps = cleanup_plan(&share.spec, &report.images, &report.claims).steps;
@@ -592,7 +604,11 @@ mod tests {
         let all = vec![first.clone(), second.clone()];
         let claims = overlap::claims(&second, &all);
         assert_eq!(claims.earlier.len(), 1);
-        assert!(claims.protects(&("img".to_string(), "a".to_string())));
+        assert!(
+            claims
+                .others
+                .contains(&("img".to_string(), "a".to_string()))
+        );
         assert_eq!(
             claims.earlier.get(&("img".to_string(), "b".to_string())),
             Some(&"team/first".to_string())
@@ -600,7 +616,9 @@ mod tests {
         let of_first = overlap::claims(&first, &all);
         assert!(of_first.earlier.is_empty());
         assert!(
-            of_first.protects(&("img".to_string(), "c".to_string())),
+            of_first
+                .others
+                .contains(&("img".to_string(), "c".to_string())),
             "the later one's members are protected too"
         );
     }

@@ -2,7 +2,7 @@
 //! image(s) as the producer, and read the current members. Produces a [`Report`] for the
 //! planner, or the [`Failure`] that stops the pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -107,24 +107,7 @@ pub async fn observe(
         Some(producer) => {
             let session = sessions.get(&producer.credentials_ref).await?;
             for image in resolve(&session, &spec.image).await? {
-                // Glance refuses to list members of an image that is not shared (403); it
-                // has none, and the status reports ImageNotShared.
-                let members = if image.visibility == "shared" {
-                    session
-                        .list_members(&image.id)
-                        .await?
-                        .into_iter()
-                        .map(|m| (m.member_id, m.status))
-                        .collect()
-                } else {
-                    BTreeMap::new()
-                };
-                report.images.push(ObservedImage {
-                    id: image.id,
-                    name: image.name,
-                    visibility: Some(image.visibility),
-                    members,
-                });
+                report.images.push(with_members(&session, image).await?);
             }
         }
         None => {
@@ -175,6 +158,65 @@ pub async fn observe(
         }
     }
     Ok(report)
+}
+
+/// Observes what deletion must clean up, as the producer: the images the spec resolves to now
+/// and every image the status says was shared, so a renamed, retagged or now-ambiguous image
+/// still loses its members. Without a producer there is nothing to remove.
+pub async fn observe_for_cleanup(
+    share: &ImageShare,
+    sessions: &mut Sessions<'_>,
+    claims: Claims,
+) -> Result<Report, Failure> {
+    let mut report = Report {
+        claims,
+        ..Report::default()
+    };
+    let Some(producer) = &share.spec.producer else {
+        return Ok(report);
+    };
+    let session = sessions.get(&producer.credentials_ref).await?;
+    let mut images = match resolve(&session, &share.spec.image).await {
+        Ok(images) => images,
+        Err(failure) if failure.is_transient() => return Err(failure),
+        Err(_) => Vec::new(),
+    };
+    let shared_before = share.status.iter().flat_map(|s| s.images.iter());
+    for id in shared_before.map(|i| i.id.clone()).collect::<BTreeSet<_>>() {
+        if images.iter().any(|i| i.id == id) {
+            continue;
+        }
+        match session.get_image(&id).await {
+            Ok(image) => images.push(image),
+            Err(openstack::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for image in images {
+        report.images.push(with_members(&session, image).await?);
+    }
+    Ok(report)
+}
+
+/// The image with its current members. Glance refuses to list members of an image that is
+/// not shared (403); it has none, and the status reports ImageNotShared.
+async fn with_members(session: &Session, image: Image) -> Result<ObservedImage, Failure> {
+    let members = if image.visibility == "shared" {
+        session
+            .list_members(&image.id)
+            .await?
+            .into_iter()
+            .map(|m| (m.member_id, m.status))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    Ok(ObservedImage {
+        id: image.id,
+        name: image.name,
+        visibility: Some(image.visibility),
+        members,
+    })
 }
 
 /// Resolves spec.image to the images it names, as the producer.

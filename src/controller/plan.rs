@@ -38,16 +38,9 @@ pub struct Claims {
     pub earlier: BTreeMap<Pair, String>,
     /// Pairs declared by any other ImageShare: never removed by Exclusive or by cleanup.
     pub others: BTreeSet<Pair>,
-    /// Projects declared by another ImageShare whose images are not resolved yet: never
-    /// removed from any image until they are.
+    /// Projects declared by another ImageShare whose images are not resolved yet: Exclusive
+    /// removals of them wait until it is (cleanup does not wait).
     pub unresolved_projects: BTreeSet<String>,
-}
-
-impl Claims {
-    /// Whether another ImageShare wants `pair` to stay.
-    pub fn protects(&self, pair: &Pair) -> bool {
-        self.others.contains(pair) || self.unresolved_projects.contains(&pair.1)
-    }
 }
 
 /// Whose credentials a status update uses.
@@ -105,6 +98,9 @@ impl Step {
 pub struct Plan {
     /// Steps in order; steps of different members are independent.
     pub steps: Vec<Step>,
+    /// Removals held back because another ImageShare that may declare the member has not
+    /// resolved its images yet; the caller retries soon.
+    pub deferred: bool,
 }
 
 /// Computes the plan for one pass.
@@ -118,6 +114,7 @@ pub struct Plan {
 /// - Pairs an earlier ImageShare declares are never touched (reported as Conflict).
 pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) -> Plan {
     let mut steps = Vec::new();
+    let mut deferred = false;
     for image in images {
         for member in &spec.members {
             let pair = (image.id.clone(), member.project.clone());
@@ -154,20 +151,27 @@ pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) ->
                 spec.members.iter().map(|m| m.project.as_str()).collect();
             for project in image.members.keys() {
                 let pair = (image.id.clone(), project.clone());
-                if !declared.contains(project.as_str()) && !claims.protects(&pair) {
-                    steps.push(Step::Remove {
-                        image: image.id.clone(),
-                        project: project.clone(),
-                    });
+                if declared.contains(project.as_str()) || claims.others.contains(&pair) {
+                    continue;
                 }
+                if claims.unresolved_projects.contains(project) {
+                    deferred = true;
+                    continue;
+                }
+                steps.push(Step::Remove {
+                    image: image.id.clone(),
+                    project: project.clone(),
+                });
             }
         }
     }
-    Plan { steps }
+    Plan { steps, deferred }
 }
 
 /// The removals a `Delete` deletion policy makes: every declared member present on an
-/// observed image, except pairs another ImageShare declares.
+/// observed image, except pairs another ImageShare declares. Projects of objects not resolved
+/// yet do not hold cleanup back (it would leave members behind for good); such an object
+/// adds its member back on its next pass.
 pub fn cleanup_plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) -> Plan {
     let steps = images
         .iter()
@@ -177,10 +181,13 @@ pub fn cleanup_plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Cl
                 .filter(|m| image.members.contains_key(&m.project))
                 .map(|m| (image.id.clone(), m.project.clone()))
         })
-        .filter(|pair| !claims.protects(pair))
+        .filter(|pair| !claims.others.contains(pair))
         .map(|(image, project)| Step::Remove { image, project })
         .collect();
-    Plan { steps }
+    Plan {
+        steps,
+        deferred: false,
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +340,10 @@ mod tests {
             &claims,
         );
         assert!(plan.steps.is_empty());
+        assert!(
+            plan.deferred,
+            "the removal is retried once the other object resolves"
+        );
     }
 
     #[test]

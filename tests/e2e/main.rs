@@ -190,6 +190,63 @@ async fn deletion_removes_members_with_delete_and_keeps_them_with_orphan() {
 }
 
 #[tokio::test]
+async fn deletion_removes_members_from_an_image_renamed_since_it_was_shared() {
+    let t = TestNs::new("renamed").await;
+    let producer = Os::login("producer").await;
+    let name = unique("before");
+    let image = producer.create_image(&name, "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "renamed",
+        json!({"image": {"name": name}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("renamed", "InSync", CONVERGE).await;
+    producer
+        .replace_image_field(&image, "name", &unique("after"))
+        .await;
+    t.delete_and_wait_gone("renamed", CONVERGE).await;
+    assert!(producer.members(&image).await.is_empty());
+}
+
+#[tokio::test]
+async fn consumer_only_share_waits_for_the_producer_and_splits_the_work_with_its_share() {
+    let t = TestNs::new("split").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("split"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    // The consumer side first: the project is not a member yet.
+    t.create(
+        "consumer-side",
+        json!({"image": {"id": image}, "resyncPeriod": "30s",
+            "members": [{"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")}]}),
+    )
+    .await;
+    let waiting = t
+        .wait_reason("consumer-side", "ImageNotFound", CONVERGE)
+        .await;
+    assert_eq!(
+        waiting.status.unwrap().members[0].state,
+        MemberPhase::Failed
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation second
+    // The producer side shares without managing the status: no conflict, both succeed.
+    t.create(
+        "producer-side",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("producer-side", "InSync", CONVERGE).await;
+    t.wait_reason("consumer-side", "InSync", RESYNC).await;
+    assert_eq!(
+        producer.members(&image).await.get(&a).map(String::as_str),
+        Some("accepted")
+    );
+}
+
+#[tokio::test]
 async fn missing_image_or_secret_does_not_block_deletion() {
     let t = TestNs::new("nodeps").await;
     let a = project_id("consumer-a");

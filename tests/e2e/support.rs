@@ -349,7 +349,13 @@ impl Os {
 
     /// Sets an image's visibility.
     pub async fn set_visibility(&self, image: &str, visibility: &str) {
-        let patch = json!([{"op": "replace", "path": "/visibility", "value": visibility}]);
+        self.replace_image_field(image, "visibility", visibility)
+            .await;
+    }
+
+    /// Replaces one field of an image (JSON patch), e.g. its name.
+    pub async fn replace_image_field(&self, image: &str, field: &str, value: &str) {
+        let patch = json!([{"op": "replace", "path": format!("/{field}"), "value": value}]);
         let (status, body) = self
             .send(
                 reqwest::Method::PATCH,
@@ -357,7 +363,7 @@ impl Os {
                 Some(Body::Patch(patch)),
             )
             .await;
-        assert_eq!(status, 200, "set visibility: {body}");
+        assert_eq!(status, 200, "set image {field}: {body}");
     }
 
     /// Members of an image: project to status (as the producer).
