@@ -21,7 +21,7 @@ async fn keystone_authentications() -> u64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("imageshare_keystone_authentications "))
+        .find_map(|l| l.strip_prefix("imageshare_keystone_authentications_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }

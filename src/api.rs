@@ -187,6 +187,23 @@ pub enum MemberStatus {
     Rejected,
 }
 
+impl MemberStatus {
+    /// The status as Glance and the CRD spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Pending => "pending",
+            MemberStatus::Accepted => "accepted",
+            MemberStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Keeps the field's own doc comment in the CRD: kube hoists an `Option<enum>`'s schema into
 /// the field and would otherwise replace the field's description with the enum's.
 fn drop_description(schema: &mut schemars::Schema) {
@@ -354,6 +371,20 @@ impl Reason {
     /// Whether Ready is True with this reason.
     pub fn is_ready(self) -> bool {
         self == Reason::InSync
+    }
+
+    /// The reason named `text`, if it is one of ours.
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether the reason asks a person to look (a Warning Event) rather than reports normal
+    /// progress.
+    pub fn needs_attention(self) -> bool {
+        !matches!(
+            self,
+            Reason::InSync | Reason::Progressing | Reason::Suspended
+        )
     }
 
     /// Every reason, for metrics initialisation and tests.

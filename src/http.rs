@@ -31,7 +31,18 @@ pub async fn serve(
     readiness: Readiness,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(move || async move { metrics.encode() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",

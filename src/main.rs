@@ -30,7 +30,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct OperatorArgs {
-    /// Kubeconfig file; in-cluster configuration when unset.
+    /// Kubeconfig file; when unset, the in-cluster configuration or ~/.kube/config.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Watch only this namespace (all namespaces when unset).
@@ -95,7 +95,9 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
         }
-        None => kube::Config::incluster().context("in-cluster configuration")?,
+        None => kube::Config::infer().await.context(
+            "no kubeconfig given and none found (in-cluster, $KUBECONFIG or ~/.kube/config)",
+        )?,
     };
     let client = kube::Client::try_from(config)?;
     let metrics = Arc::new(Metrics::default());

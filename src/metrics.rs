@@ -1,12 +1,10 @@
 //! Prometheus metrics with bounded labels (Ready reasons only). No I/O; served by `http`.
 
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -24,8 +22,7 @@ pub struct Metrics {
     registry: Registry,
     passes: Family<ReasonLabel, Counter>,
     duration: Histogram,
-    /// Keystone authentications made so far (token cache misses), updated after each pass.
-    pub keystone_authentications: Gauge<u64, AtomicU64>,
+    keystone_authentications: Counter,
 }
 
 impl Default for Metrics {
@@ -38,7 +35,7 @@ impl Default for Metrics {
             });
         }
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
-        let keystone_authentications = Gauge::<u64, AtomicU64>::default();
+        let keystone_authentications = Counter::default();
         registry.register(
             "reconcile_passes",
             "Reconcile passes by the Ready reason they ended with",
@@ -71,6 +68,14 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+    }
+
+    /// Brings the Keystone authentication counter up to `total` (the token cache's count).
+    pub fn set_keystone_authentications(&self, total: u64) {
+        let seen = self.keystone_authentications.get();
+        if total > seen {
+            self.keystone_authentications.inc_by(total - seen);
+        }
     }
 
     /// Records the duration of one reconcile.

@@ -2,7 +2,6 @@
 # The demo on the running stack and operator: creates two producer images, applies examples/
 # into namespace "demo", waits until every ImageShare is Ready, and shows how to look around.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-kubectl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 openstack() { OS_CLIENT_CONFIG_FILE="$CLOUDS_PATH" "$VENV_DIR/bin/openstack" "$@"; }
 
 payload="$STATE_DIR/demo-image.raw"

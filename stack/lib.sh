@@ -58,6 +58,9 @@ port_free() {
   fi
 }
 
+# kubectl ARGS... -> the locally built kubectl as the stack's admin.
+kubectl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
 # start_bg NAME CMD... -> starts CMD in the background, output to $LOG_DIR/NAME.log, pid file.
 start_bg() {
   local name="$1"; shift

@@ -8,7 +8,6 @@ source "$STACK_DIR/kube.sh"
 BINARY="${IMAGESHARE_BIN:-$REPO_DIR/target/debug/imageshare}"
 [[ -x "$BINARY" ]] || die "operator binary $BINARY not built; run 'cargo build'"
 [[ -f "$KUBECONFIG_PATH" ]] || die "no $KUBECONFIG_PATH; run 'make up' first"
-kubectl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
 kubectl apply -k "$REPO_DIR/deploy/base" >"$LOG_DIR/deploy.log" 2>&1 ||
   die "applying deploy/base failed; see $LOG_DIR/deploy.log"

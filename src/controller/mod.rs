@@ -235,8 +235,7 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe_reconcile(started.elapsed());
     ctx.metrics
-        .keystone_authentications
-        .set(ctx.clouds.auth_count());
+        .set_keystone_authentications(ctx.clouds.auth_count());
     result
 }
 
@@ -268,7 +267,7 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let reason = status
         .conditions
         .first()
-        .and_then(|c| Reason::ALL.into_iter().find(|r| r.as_str() == c.reason))
+        .and_then(|c| Reason::parse(&c.reason))
         .unwrap_or(Reason::TransientError);
     ctx.metrics.count_pass(reason);
     let transient = report
@@ -302,7 +301,8 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(backoff::jitter(resync_period(share, ctx))))
 }
 
-/// The object's resync period (spec, else the operator default).
+/// The object's resync period (spec, else the operator default), kept within 30s..24h even
+/// if the CRD's validation was bypassed.
 fn resync_period(share: &ImageShare, ctx: &Context) -> Duration {
     share
         .spec
@@ -310,6 +310,7 @@ fn resync_period(share: &ImageShare, ctx: &Context) -> Duration {
         .as_deref()
         .and_then(parse_duration)
         .unwrap_or(ctx.default_resync)
+        .clamp(Duration::from_secs(30), Duration::from_secs(24 * 3600))
 }
 
 /// Parses durations like `90s`, `10m`, `1h30m` (the CRD's pattern). None if malformed.
@@ -332,7 +333,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             _ => return None,
         }
     }
-    (number.is_empty() && total > 0.0).then(|| Duration::from_secs_f64(total))
+    if !number.is_empty() || total <= 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Builds and (only if changed) writes the status; emits an Event when Ready's reason changes.
@@ -372,9 +376,11 @@ async fn write_status(
     if let Some(ready) = new.conditions.first()
         && old_reason.as_deref() != Some(ready.reason.as_str())
     {
-        let type_ = match ready.reason.as_str() {
-            "InSync" | "Progressing" | "Suspended" => EventType::Normal,
-            _ => EventType::Warning,
+        let warning = Reason::parse(&ready.reason).is_none_or(Reason::needs_attention);
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
         info!(imageshare = %share.name_any(), namespace = %ns, reason = %ready.reason, message = %ready.message, "ready changed");
         publish(share, ctx, type_, &ready.reason, &ready.message).await;
@@ -404,7 +410,7 @@ async fn publish_step_events(share: &ImageShare, ctx: &Context, report: &Report)
                 Outcome::Done,
             ) => (
                 "MemberStatusSet",
-                format!("set project {project} on image {image} to {status:?}"),
+                format!("set project {project} on image {image} to {status}"),
             ),
             (_, Outcome::AwaitingConsumer | Outcome::Unchanged) => continue,
             // Passing faults are retried; the log and the Ready condition tell about them.
@@ -581,6 +587,7 @@ mod tests {
         assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("abc"), None);
+        assert_eq!(parse_duration(&format!("{}h", "9".repeat(400))), None);
     }
 
     fn share(name: &str, created: i64, projects: &[&str]) -> Arc<ImageShare> {

@@ -381,13 +381,17 @@ impl<'a> Fields<'a> {
             .auth_str("auth_url")?
             .ok_or_else(|| self.missing("auth.auth_url"))?;
         let field = "auth.auth_url";
+        // The raw text is never echoed: it could carry credentials.
         let url = reqwest::Url::parse(raw.trim())
-            .map_err(|e| invalid(self.cloud, field, &format!("{raw} is not a url: {e}")))?;
+            .map_err(|e| invalid(self.cloud, field, &format!("not a url: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(invalid(self.cloud, field, "not an http(s) url"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
                 self.cloud,
                 field,
-                &format!("{raw} is not an http(s) url"),
+                "must not carry a user or password (put them under auth)",
             ));
         }
         let mut text = url.as_str().trim_end_matches('/').to_owned();
@@ -395,14 +399,14 @@ impl<'a> Fields<'a> {
             return Err(invalid(
                 self.cloud,
                 field,
-                &format!("{raw} must not have a query or fragment"),
+                "must not have a query or fragment",
             ));
         }
         if text.ends_with("/v2.0") || text.ends_with("/v2") {
             return Err(invalid(
                 self.cloud,
                 field,
-                &format!("{raw} points at keystone v2; use the v3 (or unversioned) url"),
+                "points at keystone v2; use the v3 (or unversioned) url",
             ));
         }
         if !text.ends_with("/v3") {
@@ -901,5 +905,15 @@ clouds:
             cfg.describe(),
             "cloud openstack (user alice in domain Default, project golden in domain id default)"
         );
+    }
+
+    #[test]
+    fn auth_url_with_credentials_is_refused_without_echoing_them() {
+        let yaml = "clouds:\n  c:\n    auth:\n      auth_url: https://bob:hunter2@keystone.example/v3\n      username: bob\n      password: pw\n      user_domain_name: Default\n      project_name: p\n      project_domain_name: Default\n";
+        let err = CloudConfig::from_clouds_yaml(yaml, "c", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.auth_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -32,19 +32,6 @@ pub enum TerminalKind {
     Config,
 }
 
-impl TerminalKind {
-    /// A stable snake_case name, usable as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TerminalKind::CredentialsInvalid => "credentials_invalid",
-            TerminalKind::Forbidden => "forbidden",
-            TerminalKind::MemberQuotaExceeded => "member_quota_exceeded",
-            TerminalKind::BadRequest => "bad_request",
-            TerminalKind::Config => "config",
-        }
-    }
-}
-
 /// A failed Keystone or Glance call, classified once.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -90,16 +77,6 @@ impl Error {
     /// Whether retrying soon may help.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. })
-    }
-
-    /// A bounded snake_case category, usable as a metric label.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::NotFound { .. } => "not_found",
-            Error::Conflict { .. } => "conflict",
-            Error::Terminal { kind, .. } => kind.as_str(),
-            Error::Transient { .. } => "transient",
-        }
     }
 
     /// A terminal configuration error.
@@ -411,7 +388,6 @@ mod tests {
         for code in [500, 502, 503, 504, 429] {
             let err = classify_plain(code, "");
             assert!(err.is_transient(), "{code} should be transient");
-            assert_eq!(err.category(), "transient");
         }
     }
 

@@ -22,15 +22,6 @@ use super::keystone::Session;
 /// form (`pending`, `accepted`, `rejected`) is Glance's wire format.
 pub use crate::api::MemberStatus;
 
-/// Glance's name for a member status.
-pub fn status_name(status: MemberStatus) -> &'static str {
-    match status {
-        MemberStatus::Pending => "pending",
-        MemberStatus::Accepted => "accepted",
-        MemberStatus::Rejected => "rejected",
-    }
-}
-
 /// Page size asked of Glance when listing images.
 pub const PAGE_SIZE: u32 = 100;
 /// Most pages followed in one listing (100,000 images) before giving up.
@@ -44,16 +35,8 @@ pub struct Image {
     /// Image name (Glance allows none).
     #[serde(default)]
     pub name: Option<String>,
-    /// Owning project ID.
-    #[serde(default)]
-    pub owner: Option<String>,
     /// `public`, `community`, `shared` or `private`; only `shared` images have members.
     pub visibility: String,
-    /// Image tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Image status, e.g. `active`.
-    pub status: String,
 }
 
 /// One member row of an image.
@@ -250,7 +233,7 @@ impl Session {
     ) -> Result<Member, Error> {
         let what = format!(
             "set status of member {project} of image {image} to {}",
-            status_name(status)
+            status.as_str()
         );
         let body = json!({ "status": status });
         self.json(
@@ -406,10 +389,7 @@ mod tests {
         let image = |name: Option<&str>| Image {
             id: "i".into(),
             name: name.map(Into::into),
-            owner: None,
             visibility: "shared".into(),
-            tags: vec![],
-            status: "active".into(),
         };
         let query = ImageQuery {
             name_prefix: Some("ubuntu-".into()),
@@ -435,7 +415,7 @@ mod tests {
             (MemberStatus::Rejected, "\"rejected\""),
         ] {
             assert_eq!(serde_json::to_string(&status).expect("json"), text);
-            assert_eq!(format!("\"{}\"", status_name(status)), text);
+            assert_eq!(format!("\"{}\"", status.as_str()), text);
         }
     }
 
@@ -447,6 +427,5 @@ mod tests {
         )
         .expect("image");
         assert_eq!(image.name, None);
-        assert_eq!(image.owner.as_deref(), Some("p1"));
     }
 }

@@ -43,7 +43,6 @@ pub struct Token {
     value: Secret,
     project_id: String,
     image_endpoint: String,
-    expires_at: String,
     lifetime: Duration,
     obtained: Instant,
 }
@@ -57,11 +56,6 @@ impl Token {
     /// The image endpoint URL from the token's catalog, as listed (no `/v2` added).
     pub fn image_endpoint(&self) -> &str {
         &self.image_endpoint
-    }
-
-    /// `expires_at` as Keystone wrote it.
-    pub fn expires_at(&self) -> &str {
-        &self.expires_at
     }
 
     /// Whether this token should be renewed now.
@@ -276,7 +270,6 @@ pub fn parse_token(
         value: Secret::new(value),
         project_id,
         image_endpoint,
-        expires_at: token.expires_at,
         lifetime: Duration::from_millis(u64::try_from(millis).unwrap_or(0)),
         obtained,
     })
@@ -346,7 +339,7 @@ impl Session {
         let usable = cached.filter(|t| t.still_valid(now));
         if let Some((at, err)) = &state.failure {
             let hold = if err.is_transient() {
-                HOLD_TRANSIENT_FAILURE
+                HOLD_TRANSIENT_FAILURE.max(err.retry_after().unwrap_or_default())
             } else {
                 HOLD_TERMINAL_FAILURE
             };
@@ -378,11 +371,6 @@ impl Session {
     /// The project ID the credential is scoped to (authenticates if needed).
     pub async fn project_id(&self) -> Result<String, Error> {
         Ok(self.token().await?.project_id().to_owned())
-    }
-
-    /// Drops the cached token; the next call authenticates again.
-    pub async fn invalidate(&self) {
-        self.state.lock().await.token = None;
     }
 
     /// Drops the cached token only if it is still `stale` (so concurrent 401s on the same
