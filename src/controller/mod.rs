@@ -116,9 +116,10 @@ pub enum Error {
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// Removing members on deletion failed transiently; the finalizer stays and it is retried.
+    /// Removing members on deletion failed transiently; the finalizer stays and it is retried
+    /// (after the server's Retry-After, if it sent one).
     #[error("cleanup not finished, retrying: {0}")]
-    CleanupPending(String),
+    CleanupPending(String, Option<Duration>),
     /// The object has no namespace (ImageShare is namespaced, so this is a bug elsewhere).
     #[error("imageshare {0} has no namespace")]
     NoNamespace(String),
@@ -241,7 +242,11 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
 
 fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(imageshare = %share.name_any(), namespace = ?share.namespace(), error = %error, "reconcile failed; retrying with backoff");
-    Action::requeue(ctx.backoff.next(&ObjectRef::from_obj(&*share), None))
+    let retry_after = match error {
+        Error::CleanupPending(_, retry_after) => *retry_after,
+        _ => None,
+    };
+    Action::requeue(ctx.backoff.next(&ObjectRef::from_obj(&*share), retry_after))
 }
 
 /// One pass for a live object: observe, plan, apply, report.
@@ -483,7 +488,7 @@ async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
         })
         .unwrap_or_default();
     if failure.is_transient() && deleting_for < CLEANUP_GIVE_UP {
-        return Err(Error::CleanupPending(failure.message));
+        return Err(Error::CleanupPending(failure.message, failure.retry_after));
     }
     let note = format!(
         "members may be left in Glance; finalizer released: {}",

@@ -140,24 +140,39 @@ fn finish(
     let in_sync = members.iter().filter(|m| satisfied(m)).count();
     let message = failure_message.unwrap_or_else(|| ready_message(reason, &members, &images));
     let status = if reason.is_ready() { "True" } else { "False" };
-    let last_transition_time = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == "Ready"))
-        .filter(|c| c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    let condition = |type_: &str, status: &str, message: String| {
+        let last_transition_time = previous
+            .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
+            .filter(|c| c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.as_str().into(),
+            message,
+            observed_generation: generation,
+            last_transition_time,
+        }
+    };
+    // kstatus conventions: Ready summarises; Reconciling (work under way) and Stalled (needs a
+    // person) appear only while true, so GitOps tools tell progress from failure.
+    let mut conditions = vec![condition("Ready", status, message.clone())];
+    match reason {
+        Reason::Progressing | Reason::TransientError => {
+            conditions.push(condition("Reconciling", "True", message));
+        }
+        r if r.needs_attention() && r != Reason::AwaitingConsumer => {
+            conditions.push(condition("Stalled", "True", message));
+        }
+        _ => {}
+    }
     ImageShareStatus {
         observed_generation: generation,
         image: Some(image_display(spec, &images)),
         members_in_sync: Some(format!("{in_sync}/{}", members.len())),
         images,
         members,
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: status.into(),
-            reason: reason.as_str().into(),
-            message,
-            observed_generation: generation,
-            last_transition_time,
-        }],
+        conditions,
         last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
     }
 }
@@ -422,6 +437,27 @@ mod tests {
         let status = build(&spec, Some(1), &report, None, &now());
         assert_eq!(ready(&status), ("True", "InSync"));
         assert!(!report.changed_anything());
+    }
+
+    #[test]
+    fn terminal_reasons_stall_and_passing_ones_reconcile() {
+        let spec = spec().member("a", None);
+        let types = |failure: Failure| {
+            build(&spec, Some(1), &Report::failed(failure), None, &now())
+                .conditions
+                .into_iter()
+                .map(|c| (c.type_, c.status))
+                .collect::<Vec<_>>()
+        };
+        let pair = |t: &str, s: &str| (t.to_string(), s.to_string());
+        assert_eq!(
+            types(Failure::new(Reason::CredentialsInvalid, "refused")),
+            vec![pair("Ready", "False"), pair("Stalled", "True")]
+        );
+        assert_eq!(
+            types(Failure::transient("503")),
+            vec![pair("Ready", "False"), pair("Reconciling", "True")]
+        );
     }
 
     #[test]
