@@ -254,12 +254,11 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let claims = overlap::claims(share, &ctx.store.state());
     let mut sessions = Sessions::new(ctx, share);
-    let mut deferred = false;
     let report = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Report::failed(failure),
         Ok(mut report) => {
             let plan = plan(&share.spec, &report.images, &report.claims);
-            deferred = plan.deferred;
+            report.deferred = plan.deferred;
             if !share.spec.suspend {
                 report.outcomes = apply::apply(share, &mut sessions, plan.steps).await;
             }
@@ -300,7 +299,7 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     if report.changed_anything() {
         return Ok(Action::requeue(CONFIRM_AFTER));
     }
-    if deferred {
+    if report.deferred {
         return Ok(Action::requeue(DEFERRED_RETRY));
     }
     Ok(Action::requeue(backoff::jitter(resync_period(share, ctx))))
@@ -541,10 +540,10 @@ pub mod overlap {
                 other.name_any()
             );
             let status = other.status.as_ref();
+            // Not processed yet for its current spec: its images are unknown. (One that was
+            // processed and found no image protects nothing.)
             let resolved = other.spec.image.id.is_some()
-                || status.is_some_and(|s| {
-                    !s.images.is_empty() && s.observed_generation == other.metadata.generation
-                });
+                || status.is_some_and(|s| s.observed_generation == other.metadata.generation);
             if !resolved {
                 claims
                     .unresolved_projects

@@ -38,8 +38,8 @@ pub struct Claims {
     pub earlier: BTreeMap<Pair, String>,
     /// Pairs declared by any other ImageShare: never removed by Exclusive or by cleanup.
     pub others: BTreeSet<Pair>,
-    /// Projects declared by another ImageShare whose images are not resolved yet: Exclusive
-    /// removals of them wait until it is (cleanup does not wait).
+    /// Projects declared by another ImageShare not yet processed for its current spec (its
+    /// images are unknown): Exclusive removals of them wait until it is (cleanup does not).
     pub unresolved_projects: BTreeSet<String>,
 }
 

@@ -38,6 +38,8 @@ pub struct Report {
     pub member_failures: BTreeMap<String, Failure>,
     /// A failure that stopped the whole pass (credentials, image resolution, transient).
     pub failure: Option<Failure>,
+    /// Exclusive removals waited for another ImageShare to resolve its images.
+    pub deferred: bool,
 }
 
 impl Report {
@@ -107,8 +109,15 @@ pub fn build(
                     visibility: i.visibility.clone(),
                 })
                 .collect();
+            let waiting =
+                (reason == Reason::Progressing && report.deferred && !report.changed_anything())
+                    .then(|| {
+                        "undeclared members stay until the other ImageShares on these images have \
+                 resolved theirs; retrying shortly"
+                            .to_string()
+                    });
             return finish(
-                spec, generation, images, members, reason, previous, now, None,
+                spec, generation, images, members, reason, previous, now, waiting,
             );
         }
     };
@@ -135,10 +144,10 @@ fn finish(
     reason: Reason,
     previous: Option<&ImageShareStatus>,
     now: &Time,
-    failure_message: Option<String>,
+    message: Option<String>,
 ) -> ImageShareStatus {
     let in_sync = members.iter().filter(|m| satisfied(m)).count();
-    let message = failure_message.unwrap_or_else(|| ready_message(reason, &members, &images));
+    let message = message.unwrap_or_else(|| ready_message(reason, &members, &images));
     let status = if reason.is_ready() { "True" } else { "False" };
     let condition = |type_: &str, status: &str, message: String| {
         let last_transition_time = previous
@@ -319,7 +328,7 @@ fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reaso
         Reason::Conflict
     } else if spec.suspend {
         Reason::Suspended
-    } else if has(Reason::Progressing) || report.changed_anything() {
+    } else if has(Reason::Progressing) || report.changed_anything() || report.deferred {
         Reason::Progressing
     } else if has(Reason::AwaitingConsumer) {
         Reason::AwaitingConsumer
@@ -457,6 +466,26 @@ mod tests {
         assert_eq!(
             types(Failure::transient("503")),
             vec![pair("Ready", "False"), pair("Reconciling", "True")]
+        );
+    }
+
+    #[test]
+    fn deferred_removals_keep_the_share_progressing() {
+        let spec = spec().member("a", None).exclusive();
+        let report = Report {
+            images: vec![image(
+                "img",
+                &[("a", MemberStatus::Accepted), ("x", MemberStatus::Accepted)],
+            )],
+            deferred: true,
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), &report, None, &now());
+        assert_eq!(ready(&status), ("False", "Progressing"));
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("undeclared members stay")
         );
     }
 
