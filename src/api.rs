@@ -422,9 +422,46 @@ impl ImageShare {
     }
 }
 
-/// The CRD as YAML, exactly as committed under crds/.
-pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
-    serde_saphyr::to_string(&ImageShare::crd())
+/// The CRD as YAML, exactly as committed under crds/. Doc comments are wrapped at 100
+/// columns in the source; their single line breaks are joined so `kubectl explain` reflows
+/// the text itself.
+pub fn crd_yaml() -> Result<String, CrdError> {
+    let mut crd = serde_json::to_value(ImageShare::crd())?;
+    unwrap_descriptions(&mut crd);
+    Ok(serde_saphyr::to_string(&crd)?)
+}
+
+/// Errors printing the CRD.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdError {
+    /// The CRD did not convert to JSON.
+    #[error("crd to json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The CRD did not convert to YAML.
+    #[error("crd to yaml: {0}")]
+    Yaml(#[from] serde_saphyr::ser::Error),
+}
+
+fn unwrap_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "description"
+                    && let serde_json::Value::String(text) = child
+                {
+                    *text = text
+                        .split("\n\n")
+                        .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                        .collect::<Vec<_>>()
+                        .join("\n\n");
+                } else {
+                    unwrap_descriptions(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
