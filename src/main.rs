@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use imageshare::api::ImageShare;
 use imageshare::controller::{self, Options, parse_duration};
 use imageshare::http::{self, Readiness};
 use imageshare::leader::{LeaderOptions, Leadership};
@@ -26,6 +27,20 @@ enum Command {
     Operator(Box<OperatorArgs>),
     /// Print the ImageShare CustomResourceDefinition as YAML.
     Crd,
+    /// Dry run: show what the operator would do for one ImageShare now. Changes nothing.
+    Plan(PlanArgs),
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// Kubeconfig file; when unset, the in-cluster configuration or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the ImageShare.
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
+    /// Name of the ImageShare.
+    name: String,
 }
 
 #[derive(clap::Args)]
@@ -77,19 +92,33 @@ fn parse_period(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Crd => print!("{}", imageshare::api::crd_yaml()?),
-        Command::Operator(args) => operator(*args).await?,
+    let result = match cli.command {
+        Command::Crd => imageshare::api::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(anyhow::Error::from),
+        Command::Operator(args) => operator(*args).await,
+        Command::Plan(args) => plan(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One readable line: what failed and its root cause, never a debug dump.
+            let root = err.root_cause().to_string();
+            if err.chain().count() > 1 {
+                eprintln!("imageshare: {err}: {root}");
+            } else {
+                eprintln!("imageshare: {err}");
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
-    Ok(())
 }
 
-async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
-    imageshare::openstack::install_crypto_provider();
-    let config = match &args.kubeconfig {
+/// A Kubernetes client from a kubeconfig file, else in-cluster or ~/.kube/config.
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -99,7 +128,66 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             "no kubeconfig given and none found (in-cluster, $KUBECONFIG or ~/.kube/config)",
         )?,
     };
-    let client = kube::Client::try_from(config)?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    imageshare::openstack::install_crypto_provider();
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let shares: kube::Api<ImageShare> = kube::Api::namespaced(client.clone(), &args.namespace);
+    let share = shares
+        .get(&args.name)
+        .await
+        .with_context(|| format!("reading imageshare {}/{}", args.namespace, args.name))?;
+    let all: Vec<Arc<ImageShare>> = kube::Api::<ImageShare>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .context("listing imageshares")?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let clouds = imageshare::openstack::Clouds::new(4);
+    println!("imageshare {}/{}", args.namespace, args.name);
+    match controller::preview(&client, &clouds, &share, &all).await {
+        Err(failure) => println!("a pass would stop: {}: {}", failure.reason, failure.message),
+        Ok((report, plan)) => {
+            for image in &report.images {
+                println!(
+                    "image {} ({}, {}): {} member(s) seen",
+                    image.id,
+                    image.name.as_deref().unwrap_or("no name"),
+                    image.visibility.as_deref().unwrap_or("visibility unknown"),
+                    image.members.len()
+                );
+            }
+            for (project, failure) in &report.member_failures {
+                println!("project {project}: {}: {}", failure.reason, failure.message);
+            }
+            let seen = |image: &String| report.images.iter().any(|i| &i.id == image);
+            for ((image, project), owner) in &report.claims.earlier {
+                if seen(image) {
+                    println!("project {project} on image {image}: Conflict with {owner}");
+                }
+            }
+            if share.spec.suspend {
+                println!("suspended: a pass would change nothing");
+            }
+            for step in &plan.steps {
+                println!("would {step}");
+            }
+            if plan.steps.is_empty() {
+                println!("nothing to change");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    imageshare::openstack::install_crypto_provider();
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Readiness::default();
     let server = tokio::spawn(http::serve(

@@ -253,7 +253,7 @@ fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Act
 async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let claims = overlap::claims(share, &ctx.store.state());
-    let mut sessions = Sessions::new(ctx, share);
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     let report = match observe::observe(share, &mut sessions, claims).await {
         Err(failure) => Report::failed(failure),
         Ok(mut report) => {
@@ -303,6 +303,21 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(DEFERRED_RETRY));
     }
     Ok(Action::requeue(backoff::jitter(resync_period(share, ctx))))
+}
+
+/// A dry run of one pass (the `plan` command): resolves the image(s), reads the members and
+/// returns what a pass would observe and do, given all ImageShares (for overlaps). Changes
+/// nothing; `Err` is the failure that would stop the pass.
+pub async fn preview(
+    client: &Client,
+    clouds: &Clouds,
+    share: &ImageShare,
+    all: &[Arc<ImageShare>],
+) -> Result<(Report, plan::Plan), Failure> {
+    let mut sessions = Sessions::new(client, clouds, share);
+    let report = observe::observe(share, &mut sessions, overlap::claims(share, all)).await?;
+    let plan = plan(&share.spec, &report.images, &report.claims);
+    Ok((report, plan))
 }
 
 /// The object's resync period (spec, else the operator default), kept within 30s..24h even
@@ -457,7 +472,7 @@ async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let claims = overlap::claims(share, &ctx.store.state());
-    let mut sessions = Sessions::new(ctx, share);
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     let failure = match observe::observe_for_cleanup(share, &mut sessions, claims).await {
         Err(failure) => Some(failure),
         Ok(report) => {

@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 
+use super::Failure;
 use super::plan::{Claims, ObservedImage};
 use super::status::Report;
-use super::{Context, Failure};
 use crate::api::{CredentialsRef, ImageRef, ImageShare, Reason};
-use crate::openstack::{self, CloudConfig, Image, ImageQuery, Session};
+use crate::openstack::{self, CloudConfig, Clouds, Image, ImageQuery, Session};
 
 /// Key in the credentials Secret holding clouds.yaml.
 pub const CLOUDS_KEY: &str = "clouds.yaml";
@@ -21,7 +21,7 @@ pub const CACERT_KEY: &str = "cacert";
 
 /// Sessions opened during one pass, so each Secret is read once per pass.
 pub struct Sessions<'a> {
-    ctx: &'a Context,
+    clouds: &'a Clouds,
     secrets: Api<Secret>,
     namespace: String,
     opened: HashMap<CredentialsRef, Result<Arc<Session>, Failure>>,
@@ -29,11 +29,11 @@ pub struct Sessions<'a> {
 
 impl<'a> Sessions<'a> {
     /// Sessions for Secrets in the namespace of `share`.
-    pub fn new(ctx: &'a Context, share: &ImageShare) -> Self {
+    pub fn new(client: &Client, clouds: &'a Clouds, share: &ImageShare) -> Self {
         let namespace = share.namespace().unwrap_or_default();
         Sessions {
-            ctx,
-            secrets: Api::namespaced(ctx.client.clone(), &namespace),
+            clouds,
+            secrets: Api::namespaced(client.clone(), &namespace),
             namespace,
             opened: HashMap::new(),
         }
@@ -87,7 +87,7 @@ impl<'a> Sessions<'a> {
                     format!("secret {ns}/{name}: {e}"),
                 )
             })?;
-        Ok(self.ctx.clouds.session(&config))
+        Ok(self.clouds.session(&config))
     }
 }
 

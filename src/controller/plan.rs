@@ -82,6 +82,29 @@ pub enum Step {
     },
 }
 
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Add { image, project } => write!(f, "add project {project} to image {image}"),
+            Step::Remove { image, project } => {
+                write!(f, "remove project {project} from image {image}")
+            }
+            Step::SetStatus {
+                image,
+                project,
+                status,
+                identity,
+            } => {
+                write!(f, "set project {project} on image {image} to {status} as ")?;
+                match identity {
+                    Identity::Consumer(c) => write!(f, "the consumer (secret {})", c.secret_name),
+                    Identity::Producer => f.write_str("the producer"),
+                }
+            }
+        }
+    }
+}
+
 impl Step {
     /// The (image, project) pair the step acts on.
     pub fn pair(&self) -> Pair {

@@ -501,6 +501,21 @@ async fn suspended_share_changes_nothing() {
     );
     assert!(producer.members(&image).await.is_empty());
 
+    // The plan command shows what a pass would do, and changes nothing either.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imageshare"))
+        .args(["plan", "-n", &t.name, "suspended", "--kubeconfig"])
+        .arg(state_dir().join("kubeconfig"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let a = project_id("consumer-a");
+    assert!(
+        text.contains(&format!("would add project {a} to image {image}")),
+        "{text}"
+    );
+    assert!(producer.members(&image).await.is_empty());
+
     t.patch_spec("suspended", json!({"suspend": false})).await;
     t.wait_reason("suspended", "InSync", CONVERGE).await;
     assert_eq!(producer.members(&image).await.len(), 1);
