@@ -228,7 +228,7 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
     let started = std::time::Instant::now();
     let result = finalizer(&api, FINALIZER, share, |event| async {
         match event {
-            Finalizer::Apply(share) => sync(&share, &ctx).await,
+            Finalizer::Apply(share) => sync(&share, &api, &ctx).await,
             Finalizer::Cleanup(share) => cleanup(&share, &ctx).await,
         }
     })
@@ -250,7 +250,7 @@ fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Act
 }
 
 /// One pass for a live object: observe, plan, apply, report.
-async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
+async fn sync(share: &ImageShare, api: &Api<ImageShare>, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let claims = overlap::claims(share, &ctx.store.state());
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
@@ -265,7 +265,7 @@ async fn sync(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
             report
         }
     };
-    let status = write_status(share, ctx, &report).await?;
+    let status = write_status(share, api, ctx, &report).await?;
     publish_step_events(share, ctx, &report).await;
 
     let reason = status
@@ -361,6 +361,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// Builds and (only if changed) writes the status; emits an Event when Ready's reason changes.
 async fn write_status(
     share: &ImageShare,
+    api: &Api<ImageShare>,
     ctx: &Context,
     report: &Report,
 ) -> Result<ImageShareStatus, Error> {
@@ -377,8 +378,6 @@ async fn write_status(
         return Ok(new);
     }
     new.last_sync_time = Some(now);
-    let ns = share.namespace().unwrap_or_default();
-    let api: Api<ImageShare> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = serde_json::json!({
         "apiVersion": ImageShare::api_version(&()),
         "kind": ImageShare::kind(&()),
@@ -401,7 +400,7 @@ async fn write_status(
         } else {
             EventType::Normal
         };
-        info!(imageshare = %share.name_any(), namespace = %ns, reason = %ready.reason, message = %ready.message, "ready changed");
+        info!(imageshare = %share.name_any(), namespace = ?share.namespace(), reason = %ready.reason, message = %ready.message, "ready changed");
         publish(share, ctx, type_, &ready.reason, &ready.message).await;
     }
     Ok(new)

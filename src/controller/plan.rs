@@ -222,6 +222,21 @@ mod tests {
         Claims::default()
     }
 
+    /// Image `img` with declared member `a` (pending) and undeclared member `x` (accepted).
+    fn declared_a_and_undeclared_x() -> ObservedImage {
+        image(
+            "img",
+            &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
+        )
+    }
+
+    fn removal(project: &str) -> Vec<Step> {
+        vec![Step::Remove {
+            image: "img".into(),
+            project: project.into(),
+        }]
+    }
+
     #[test]
     fn missing_member_is_added_and_its_declared_status_set_as_the_consumer() {
         let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
@@ -298,35 +313,15 @@ mod tests {
     #[test]
     fn additive_share_leaves_undeclared_member_alone() {
         let spec = spec().member("a", None);
-        let plan = plan(
-            &spec,
-            &[image(
-                "img",
-                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
-            )],
-            &no_claims(),
-        );
+        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &no_claims());
         assert!(plan.steps.is_empty());
     }
 
     #[test]
     fn exclusive_share_removes_undeclared_member() {
         let spec = spec().member("a", None).exclusive();
-        let plan = plan(
-            &spec,
-            &[image(
-                "img",
-                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
-            )],
-            &no_claims(),
-        );
-        assert_eq!(
-            plan.steps,
-            vec![Step::Remove {
-                image: "img".into(),
-                project: "x".into()
-            }]
-        );
+        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &no_claims());
+        assert_eq!(plan.steps, removal("x"));
     }
 
     #[test]
@@ -336,14 +331,7 @@ mod tests {
             others: BTreeSet::from([("img".to_string(), "x".to_string())]),
             ..Claims::default()
         };
-        let plan = plan(
-            &spec,
-            &[image(
-                "img",
-                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
-            )],
-            &claims,
-        );
+        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &claims);
         assert!(plan.steps.is_empty());
     }
 
@@ -354,14 +342,7 @@ mod tests {
             unresolved_projects: BTreeSet::from(["x".to_string()]),
             ..Claims::default()
         };
-        let plan = plan(
-            &spec,
-            &[image(
-                "img",
-                &[("a", MemberStatus::Pending), ("x", MemberStatus::Accepted)],
-            )],
-            &claims,
-        );
+        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &claims);
         assert!(plan.steps.is_empty());
         assert!(
             plan.deferred,
@@ -427,12 +408,6 @@ mod tests {
             )],
             &no_claims(),
         );
-        assert_eq!(
-            plan.steps,
-            vec![Step::Remove {
-                image: "img".into(),
-                project: "a".into()
-            }]
-        );
+        assert_eq!(plan.steps, removal("a"));
     }
 }

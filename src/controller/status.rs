@@ -85,21 +85,21 @@ pub fn build(
     previous: Option<&ImageShareStatus>,
     now: &Time,
 ) -> ImageShareStatus {
-    let (images, members) = match (&report.failure, previous) {
+    let (images, members, reason, message) = match (&report.failure, previous) {
         // Keep what was last observed, for members that are still declared.
-        (Some(_), Some(prev)) => (
-            prev.images.clone(),
-            prev.members
-                .iter()
+        (Some(failure), prev) => (
+            prev.map(|p| p.images.clone()).unwrap_or_default(),
+            prev.iter()
+                .flat_map(|p| &p.members)
                 .filter(|row| spec.members.iter().any(|m| m.project == row.project))
                 .cloned()
                 .collect(),
+            failure.reason,
+            Some(failure.message.clone()),
         ),
-        (Some(_), None) => (Vec::new(), Vec::new()),
         (None, _) => {
             let rows = member_rows(spec, report);
             let reason = summary_reason(spec, report, &rows);
-            let members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
             let images = report
                 .images
                 .iter()
@@ -113,41 +113,15 @@ pub fn build(
                 (reason == Reason::Progressing && report.deferred && !report.changed_anything())
                     .then(|| {
                         "undeclared members stay until the other ImageShares on these images have \
-                 resolved theirs; retrying shortly"
+                         resolved theirs; retrying shortly"
                             .to_string()
                     });
-            return finish(
-                spec, generation, images, members, reason, previous, now, waiting,
-            );
+            let members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
+            (images, members, reason, waiting)
         }
     };
-    let failure = report.failure.as_ref();
-    let reason = failure.map_or(Reason::TransientError, |f| f.reason);
-    finish(
-        spec,
-        generation,
-        images,
-        members,
-        reason,
-        previous,
-        now,
-        failure.map(|f| f.message.clone()),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    spec: &ImageShareSpec,
-    generation: Option<i64>,
-    images: Vec<ImageStatus>,
-    members: Vec<MemberState>,
-    reason: Reason,
-    previous: Option<&ImageShareStatus>,
-    now: &Time,
-    message: Option<String>,
-) -> ImageShareStatus {
     let in_sync = members.iter().filter(|m| satisfied(m)).count();
-    let message = message.unwrap_or_else(|| ready_message(reason, &members, &images));
+    let message = message.unwrap_or_else(|| ready_message(reason, in_sync, &members, images.len()));
     let status = if reason.is_ready() { "True" } else { "False" };
     let condition = |type_: &str, status: &str, message: String| {
         let last_transition_time = previous
@@ -337,13 +311,11 @@ fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reaso
     }
 }
 
-fn ready_message(reason: Reason, members: &[MemberState], images: &[ImageStatus]) -> String {
-    let in_sync = members.iter().filter(|m| satisfied(m)).count();
+fn ready_message(reason: Reason, in_sync: usize, members: &[MemberState], images: usize) -> String {
     let counts = format!(
-        "{in_sync}/{} members in sync on {} image{}",
+        "{in_sync}/{} members in sync on {images} image{}",
         members.len(),
-        images.len(),
-        if images.len() == 1 { "" } else { "s" }
+        if images == 1 { "" } else { "s" }
     );
     let first_problem = members
         .iter()
