@@ -1,5 +1,5 @@
 # Entry points. `make demo` and `make test` work on a fresh machine: they build and start the
-# local stack (etcd, kube-apiserver, Keystone, Glance on 127.0.0.1) themselves.
+# local stack (etcd, kube-apiserver, kube-controller-manager, Keystone, Glance on 127.0.0.1) themselves.
 SHELL := /bin/bash
 CARGO ?= cargo
 

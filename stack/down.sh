@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops every process of the local stack (operator, Glance, Keystone, kube-apiserver, etcd).
+# Stops every process of the local stack (operator, Glance, Keystone, kube-controller-manager,
+# kube-apiserver, etcd).
 # Safe to run when nothing runs, and after a crash (stale pid files).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$STACK_DIR/kube.sh"
@@ -12,6 +13,7 @@ kube_stop
 # Anything of ours left running after a crash lost its pid file: our binaries started with
 # arguments inside this state folder.
 for pattern in "^$BIN_DIR/etcd .*$STATE_DIR/" "^$BIN_DIR/kube-apiserver .*$STATE_DIR/" \
+  "^$BIN_DIR/kube-controller-manager .*$STATE_DIR/" \
   "wsgi_serve\.py .*$STATE_DIR/" "imageshare operator .*$STATE_DIR/"; do
   pkill -KILL -f -- "$pattern" 2>/dev/null || true
   # Wait until they are gone, so their ports are free for the next start.

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# etcd + kube-apiserver half of the local stack. Sourced by up.sh/down.sh after lib.sh.
-# Defines kube_start and kube_stop. Everything listens on 127.0.0.1 only.
+# etcd + kube-apiserver + kube-controller-manager half of the local stack. Sourced by
+# up.sh/down.sh after lib.sh. Defines kube_start and kube_stop. Everything listens on
+# 127.0.0.1 only.
 
 KUBE_STATE="$STATE_DIR/kube"
 ADMIN_TOKEN_FILE="$KUBE_STATE/admin.token"
@@ -24,10 +25,14 @@ kube_certs() {
 kube_start() {
   need openssl "install openssl; it makes the local API server's certificates"
   need curl "install curl; it checks readiness"
-  [[ -x "$BIN_DIR/kube-apiserver" ]] || die "kube-apiserver not built; run stack/build-kube.sh"
+  local bin
+  for bin in etcd kube-apiserver kube-controller-manager; do
+    [[ -x "$BIN_DIR/$bin" ]] || die "$bin not built; run stack/build-kube.sh"
+  done
   port_free "$ETCD_PORT" etcd
   port_free "$ETCD_PEER_PORT" etcd_peer
   port_free "$KUBE_PORT" kube
+  port_free "$KCM_PORT" kcm
   mkdir -p "$KUBE_STATE"
   kube_certs
 
@@ -60,6 +65,22 @@ kube_start() {
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$KUBE_PORT/readyz"
 
   write_kubeconfig "$KUBECONFIG_PATH" admin "$(cat "$ADMIN_TOKEN_FILE")"
+  kcm_start
+}
+
+# kcm_start -> kube-controller-manager with only the controllers the tests need: "namespace"
+# (a deleted namespace is emptied and removed instead of staying Terminating) and
+# "garbagecollector" (objects go when their ownerReferences' owners go). It acts as the
+# admin (no per-controller service accounts), serves a self-signed cert held in memory, and
+# its /healthz is open to anonymous callers by default, so no delegated-auth kubeconfigs.
+kcm_start() {
+  start_bg kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig "$KUBECONFIG_PATH" \
+    --controllers namespace,garbagecollector \
+    --use-service-account-credentials=false \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
+    --leader-elect=false --profiling=false
+  wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
 }
 
 # write_kubeconfig PATH USER TOKEN -> a kubeconfig for the local API server with a bearer token.
@@ -85,6 +106,7 @@ KCFG
 }
 
 kube_stop() {
+  stop_pidfile kube-controller-manager
   stop_pidfile kube-apiserver
   stop_pidfile etcd
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (first time) and starts the whole local stack on 127.0.0.1: etcd, kube-apiserver,
-# Keystone and Glance. Writes .stack/kubeconfig, .stack/clouds.yaml and .stack/projects.env.
+# kube-controller-manager, Keystone and Glance. Writes .stack/kubeconfig, .stack/clouds.yaml
+# and .stack/projects.env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$STACK_DIR/kube.sh"
 source "$STACK_DIR/openstack.sh"
@@ -18,7 +19,7 @@ trap 'rc=$?; if ((rc)); then bash "$STACK_DIR/down.sh" >/dev/null 2>&1; fi; exit
 
 start=$SECONDS
 kube_start
-log "kube-apiserver ready on https://127.0.0.1:$KUBE_PORT ($((SECONDS - start))s)"
+log "kube-apiserver ready on https://127.0.0.1:$KUBE_PORT, kube-controller-manager on :$KCM_PORT ($((SECONDS - start))s)"
 openstack_start
 log "keystone on http://127.0.0.1:$KEYSTONE_PORT/v3, glance on http://127.0.0.1:$GLANCE_PORT ($((SECONDS - start))s)"
 log "export KUBECONFIG=$KUBECONFIG_PATH OS_CLIENT_CONFIG_FILE=$CLOUDS_PATH"
