@@ -2,6 +2,8 @@
 //! (status). Pure data and schema; no I/O. Every field's doc comment becomes `kubectl explain`
 //! text, and the CEL rules here are enforced by the apiserver at apply time.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -61,23 +63,28 @@ pub struct ImageShareSpec {
     pub image: ImageRef,
 
     /// Credentials of the image owner's project, used to resolve the image and to add and
-    /// remove members. Omit it for consumer-only use: the object then only sets the status
+    /// remove members. The image must be owned by that project. Omit it for consumer-only use: the object then only sets the status
     /// of the listed members with their own credentials (an image shared from elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer: Option<CredentialsSource>,
 
-    /// Projects the image is shared with. Each project appears at most once.
+    /// Projects the image is shared with. Each project appears at most once. Taking a
+    /// project out of this list removes it from the image(s) again.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["project"]), length(max = 1000))]
     pub members: Vec<MemberSpec>,
 
-    /// What happens to members of the image that this object does not declare. Additive (the
-    /// default) leaves them alone; Exclusive removes them (needs spec.producer).
+    /// What happens to members of the image that this object never declared (added by hand
+    /// or by other tools). Additive (the default) leaves them alone; Exclusive removes them
+    /// (needs spec.producer), except members another ImageShare with a producer declares.
+    /// Members this object declared and no longer declares are removed in both modes.
     #[serde(default)]
     pub membership: Membership,
 
-    /// What deleting this ImageShare does to the members it declares. Delete (the default)
-    /// removes them from the image; Orphan leaves them in Glance as they are.
+    /// What deleting this ImageShare does to the members in its ledger (status.ledger: the
+    /// members it declared and added). Delete (the default) removes them from Glance; Orphan
+    /// leaves them as they are. Either way, taking a member out of spec.members, or an image
+    /// out of spec.image, removes those members while the object lives.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
@@ -250,9 +257,29 @@ pub struct ImageShareStatus {
     #[serde(default)]
     pub images: Vec<ImageStatus>,
 
-    /// One entry per declared member and image.
+    /// One row per declared member and image, at most 200: members that are not in sync
+    /// come first; memberCounts counts every row.
     #[serde(default)]
     pub members: Vec<MemberState>,
+
+    /// How many (image, member) pairs are in each state (InSync, Progressing, ...), counting
+    /// the rows left out of members too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub member_counts: BTreeMap<String, u32>,
+
+    /// The ledger: the (image, project) pairs this object declared and added (or found and
+    /// took over), grouped by identical project lists. Whatever leaves it is removed from
+    /// Glance: a member taken out of spec.members, an image no longer named or selected,
+    /// and everything when the object is deleted with deletionPolicy Delete. Members never
+    /// in it (added by hand, or by another ImageShare) are left alone unless Exclusive.
+    #[serde(default)]
+    pub ledger: Vec<LedgerEntry>,
+
+    /// The producer credentials Secret this object keeps a deletion guard (the finalizer
+    /// imageshare.dev/credentials-in-use) on, so that its members can still be removed when
+    /// the Secret is deleted first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarded_secret: Option<String>,
 
     /// Conditions; Ready summarises the object (kstatus conventions).
     #[serde(default)]
@@ -277,6 +304,16 @@ pub struct ImageStatus {
     pub visibility: Option<String>,
 }
 
+/// One group of the ledger: every listed project is managed on every listed image.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    /// Glance image IDs.
+    pub images: Vec<String>,
+    /// Keystone project IDs.
+    pub projects: Vec<String>,
+}
+
 /// Observed state of one declared member on one image.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -291,8 +328,8 @@ pub struct MemberState {
     /// Status the spec asks for; absent when the status is left to the consumer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_status: Option<MemberStatus>,
-    /// Summary of this member: InSync, Progressing, AwaitingConsumer, Conflict, Failed or
-    /// Suspended.
+    /// Summary of this member: InSync, Progressing, AwaitingConsumer, Conflict, Failed,
+    /// Suspended or Contested.
     pub state: MemberPhase,
     /// Why the member is not in sync, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,6 +352,24 @@ pub enum MemberPhase {
     Failed,
     /// spec.suspend is true and the member differs from the spec.
     Suspended,
+    /// Someone else keeps changing this member's status back; the operator waits longer
+    /// before each new attempt (see message).
+    Contested,
+}
+
+impl MemberPhase {
+    /// The state as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberPhase::InSync => "InSync",
+            MemberPhase::Progressing => "Progressing",
+            MemberPhase::AwaitingConsumer => "AwaitingConsumer",
+            MemberPhase::Conflict => "Conflict",
+            MemberPhase::Failed => "Failed",
+            MemberPhase::Suspended => "Suspended",
+            MemberPhase::Contested => "Contested",
+        }
+    }
 }
 
 /// The bounded set of Ready reasons; also used as Event reasons and metric labels.
@@ -342,7 +397,8 @@ pub enum Reason {
     Forbidden,
     /// Glance's member quota for the image is exhausted (HTTP 413).
     MemberQuotaExceeded,
-    /// Another ImageShare claims the same image and project.
+    /// Another ImageShare claims the same image and project, or another client keeps
+    /// changing a managed status back.
     Conflict,
     /// A passing fault (5xx, timeout, connection error, 429); retried with backoff.
     TransientError,

@@ -151,8 +151,8 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     println!("imageshare {}/{}", args.namespace, args.name);
     match controller::preview(&client, &clouds, &share, &all).await {
         Err(failure) => println!("a pass would stop: {}: {}", failure.reason, failure.message),
-        Ok((report, plan)) => {
-            for image in &report.images {
+        Ok((observed, claims, plan)) => {
+            for image in &observed.images {
                 println!(
                     "image {} ({}, {}): {} member(s) seen",
                     image.id,
@@ -161,14 +161,20 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
                     image.members.len()
                 );
             }
-            for (project, failure) in &report.member_failures {
+            if let Some(missing) = &observed.missing {
+                println!("{}: {}", missing.reason, missing.message);
+            }
+            for (project, failure) in &observed.member_failures {
                 println!("project {project}: {}: {}", failure.reason, failure.message);
             }
-            let seen = |image: &String| report.images.iter().any(|i| &i.id == image);
-            for ((image, project), owner) in &report.claims.earlier {
+            let seen = |image: &String| observed.images.iter().any(|i| &i.id == image);
+            for ((image, project), owner) in claims.add.iter().chain(&claims.status) {
                 if seen(image) {
                     println!("project {project} on image {image}: Conflict with {owner}");
                 }
+            }
+            if plan.deferred {
+                println!("some removals would wait for another ImageShare to be processed");
             }
             if share.spec.suspend {
                 println!("suspended: a pass would change nothing");

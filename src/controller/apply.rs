@@ -8,13 +8,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tracing::{Instrument, debug, debug_span};
 
-use super::observe::Sessions;
+use super::credentials::Sessions;
 use super::plan::{Identity, Pair, Step};
-use super::status::Outcome;
 use super::{Failure, Reason};
 use crate::api::ImageShare;
 use crate::openstack::{self, Session};
+
+/// What happened to one step of the plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Glance made the change.
+    Done,
+    /// Glance already was as planned (409 on add, 404 on remove): success, no change.
+    Unchanged,
+    /// The producer may not set this status and no consumer credentials were given.
+    AwaitingConsumer,
+    /// The call failed.
+    Failed(Failure),
+}
 
 /// A step with its plan position and the session to run it with (or why there is none).
 type Planned = (usize, Step, Result<Arc<Session>, Failure>);
@@ -62,8 +75,18 @@ pub async fn apply(
     results.into_iter().map(|(_, s, o)| (s, o)).collect()
 }
 
-/// Runs one member's steps in order; stops at the first failure.
+/// Runs one member's steps in order, in a span naming the image and project; stops at the
+/// first failure.
 async fn run_group(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
+    let Some((_, first, _)) = group.first() else {
+        return Vec::new();
+    };
+    let (image_id, project) = first.pair();
+    let span = debug_span!("member", %image_id, %project);
+    run_steps(group).instrument(span).await
+}
+
+async fn run_steps(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
     let mut done = Vec::new();
     let mut failed = false;
     for (index, step, session) in group {
@@ -75,6 +98,7 @@ async fn run_group(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
                 Err(failure) => Outcome::Failed(failure),
             }
         };
+        debug!(step = %step, outcome = ?outcome, "step");
         failed = matches!(outcome, Outcome::Failed(_));
         done.push((index, step, outcome));
     }

@@ -1,5 +1,6 @@
-//! Per-object exponential backoff for transient failures (kube-runtime has none built in),
-//! honouring a server's Retry-After, reset on success; and resync jitter. No I/O.
+//! Timing: per-object exponential backoff for transient failures (kube-runtime has none
+//! built in), honouring a server's Retry-After, reset on success; resync jitter; and the
+//! duration syntax of resyncPeriod. No I/O.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,9 +56,33 @@ pub fn jitter(period: Duration) -> Duration {
     period.mul_f64(1.0 + 0.1 * fastrand::f64())
 }
 
+/// Parses durations like `90s`, `10m`, `1h30m` or `1.5m` (the CRD's pattern) with jiff's
+/// duration parser. None if malformed, zero or negative.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    // jiff also reads ISO 8601 (`PT10M`) and unit-less forms the CRD does not allow.
+    if !text.ends_with(['s', 'm', 'h']) || text.starts_with(['-', '+']) {
+        return None;
+    }
+    let parsed: jiff::SignedDuration = text.parse().ok()?;
+    Duration::try_from(parsed).ok().filter(|d| !d.is_zero())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resync_durations_parse_like_the_crd_pattern() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("abc"), None);
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("-5m"), None);
+        assert_eq!(parse_duration(&format!("{}h", "9".repeat(400))), None);
+    }
 
     #[test]
     fn delay_doubles_per_failure_up_to_the_cap() {

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::{Claims, ObservedImage};
+use super::overlap::Claims;
+use super::plan::ObservedImage;
 use crate::api::{
     CredentialsRef, CredentialsSource, ImageRef, ImageShareSpec, MemberSpec, MemberStatus,
     Membership,
@@ -91,13 +92,13 @@ pub fn image(id: &str, members: &[(&str, MemberStatus)]) -> ObservedImage {
     }
 }
 
-/// Claims where `pairs` are managed the same way by an earlier ImageShare `owner`.
+/// Claims where an earlier trusted producer ImageShare `owner` adds `pairs`.
 pub fn earlier_claim(owner: &str, pairs: &[(&str, &str)]) -> Claims {
     let mut claims = Claims::default();
     for (image, project) in pairs {
         let pair = (image.to_string(), project.to_string());
-        claims.others.insert(pair.clone());
-        claims.earlier.insert(pair, owner.to_string());
+        claims.protected.insert(pair.clone());
+        claims.add.insert(pair, owner.to_string());
     }
     claims
 }

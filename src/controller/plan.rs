@@ -1,8 +1,11 @@
-//! The plan: a pure function of (spec, observed Glance state, claims of other ImageShares)
-//! that says which calls to make. Nothing else decides what to call. No I/O.
+//! The plan: a pure function of (spec, observed Glance state, ledger, claims of other
+//! ImageShares) that says which calls to make. Nothing else decides what to call. No I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::apply::Outcome;
+use super::ledger::Ledger;
+use super::overlap::Claims;
 use crate::api::{CredentialsRef, ImageShareSpec, MemberStatus, Membership};
 
 /// One image as observed in Glance in this pass.
@@ -28,20 +31,6 @@ impl ObservedImage {
 
 /// A (image ID, project ID) pair.
 pub type Pair = (String, String);
-
-/// What other ImageShares declare, from the controller's cache.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Claims {
-    /// Pairs an ImageShare created earlier manages in the same way (both add members, or
-    /// both set the status), mapped to its `namespace/name`: this object leaves them alone
-    /// and reports a Conflict.
-    pub earlier: BTreeMap<Pair, String>,
-    /// Pairs declared by any other ImageShare: never removed by Exclusive or by cleanup.
-    pub others: BTreeSet<Pair>,
-    /// Projects declared by another ImageShare not yet processed for its current spec (its
-    /// images are unknown): Exclusive removals of them wait until it is (cleanup does not).
-    pub unresolved_projects: BTreeSet<String>,
-}
 
 /// Whose credentials a status update uses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -116,37 +105,75 @@ impl Step {
     }
 }
 
-/// The calls to make in one pass, ordered per member (add before status).
+/// The calls to make in one pass, ordered per member (add before status), and the ledger
+/// they work towards.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Steps in order; steps of different members are independent.
     pub steps: Vec<Step>,
-    /// Removals held back because another ImageShare that may declare the member has not
-    /// resolved its images yet; the caller retries soon.
+    /// Removals held back because another ImageShare with a producer that may declare the
+    /// member has not processed its current spec yet; the caller retries soon.
     pub deferred: bool,
+    /// The ledger to record before the steps run: the previous one, plus every declared
+    /// pair this pass adds or finds present, minus stale pairs that need no call. It grows
+    /// before any add is made, so a crash after the add cannot forget the member.
+    pub ledger: Ledger,
 }
 
-/// Computes the plan for one pass.
+impl Plan {
+    /// The ledger once the steps ran: removals that succeeded (or found the member gone)
+    /// leave it.
+    pub fn ledger_after(&self, outcomes: &[(Step, Outcome)]) -> Ledger {
+        let mut ledger = self.ledger.clone();
+        for (step, outcome) in outcomes {
+            if let (Step::Remove { .. }, Outcome::Done | Outcome::Unchanged) = (step, outcome) {
+                ledger.remove(&step.pair());
+            }
+        }
+        ledger
+    }
+}
+
+/// Computes the plan for one pass from the spec, the images observed (with a producer: all
+/// the images spec.image resolves to now), the object's ledger, the other objects' claims
+/// and the pairs whose status is held back because another client keeps reverting it.
 ///
 /// - Declared members missing from an image are added, only with a producer and only while
-///   the image accepts members (visibility `shared`).
+///   the image accepts members (visibility `shared`), unless an earlier object owns the add.
 /// - A declared status that differs from the observed one (or from `pending` for a member
-///   added in this pass) is set, with the consumer's credentials when given.
-/// - With `Exclusive`, members nobody declares are removed; members another ImageShare
-///   declares count as declared.
-/// - Pairs an earlier ImageShare declares are never touched (reported as Conflict).
-pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) -> Plan {
+///   added in this pass) is set, with the consumer's credentials when given, unless an
+///   earlier object sets that status or the pair is held back.
+/// - Ledger pairs no longer declared on an image spec.image resolves to (member taken out
+///   of the spec, image no longer named or selected) are removed, in Additive mode too.
+/// - With `Exclusive`, members of an observed image that are neither declared nor in the
+///   ledger are removed too.
+/// - No removal touches a pair another trusted object declares; removals of projects an
+///   unprocessed producer object declares wait (`deferred`).
+pub fn plan(
+    spec: &ImageShareSpec,
+    images: &[ObservedImage],
+    ledger: &Ledger,
+    claims: &Claims,
+    held: &BTreeSet<Pair>,
+) -> Plan {
+    let producer = spec.producer.is_some();
     let mut steps = Vec::new();
-    let mut deferred = false;
+    let mut next = ledger.clone();
+    let mut declared = BTreeSet::new();
     for image in images {
         for member in &spec.members {
             let pair = (image.id.clone(), member.project.clone());
-            if claims.earlier.contains_key(&pair) {
-                continue;
-            }
+            declared.insert(pair.clone());
+            let ours = producer && !claims.add.contains_key(&pair);
             let observed = match image.members.get(&member.project) {
-                Some(status) => Some(*status),
-                None if spec.producer.is_some() && image.accepts_members() => {
+                Some(status) => {
+                    if ours {
+                        next.insert(pair.clone());
+                    }
+                    Some(*status)
+                }
+                None if ours && image.accepts_members() => {
+                    next.insert(pair.clone());
                     steps.push(Step::Add {
                         image: image.id.clone(),
                         project: member.project.clone(),
@@ -157,6 +184,8 @@ pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) ->
             };
             if let (Some(current), Some(desired)) = (observed, member.status)
                 && current != desired
+                && !claims.status.contains_key(&pair)
+                && !held.contains(&pair)
             {
                 steps.push(Step::SetStatus {
                     image: image.id.clone(),
@@ -169,57 +198,110 @@ pub fn plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) ->
                 });
             }
         }
-        if spec.membership == Membership::Exclusive && spec.producer.is_some() {
-            let declared: BTreeSet<&str> =
-                spec.members.iter().map(|m| m.project.as_str()).collect();
+    }
+    if !producer {
+        // Consumer-only: statuses only; nothing to add, remove or record.
+        return Plan {
+            steps,
+            deferred: false,
+            ledger: ledger.clone(),
+        };
+    }
+    let observed: BTreeMap<&str, &ObservedImage> =
+        images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut deferred = false;
+    let mut remove = |pair: &Pair, steps: &mut Vec<Step>, next: &mut Ledger| {
+        if claims.protected.contains(pair) {
+            // Another trusted object declares it: it is that object's to remove.
+            next.remove(pair);
+        } else if claims.waiting.contains(&pair.1) {
+            deferred = true;
+        } else if observed
+            .get(pair.0.as_str())
+            .is_some_and(|i| !i.members.contains_key(&pair.1))
+        {
+            next.remove(pair);
+        } else {
+            steps.push(Step::Remove {
+                image: pair.0.clone(),
+                project: pair.1.clone(),
+            });
+        }
+    };
+    for pair in ledger.iter().filter(|p| !declared.contains(*p)) {
+        remove(pair, &mut steps, &mut next);
+    }
+    if spec.membership == Membership::Exclusive {
+        for image in images {
             for project in image.members.keys() {
                 let pair = (image.id.clone(), project.clone());
-                if declared.contains(project.as_str()) || claims.others.contains(&pair) {
-                    continue;
+                if !declared.contains(&pair) && !ledger.contains(&pair) {
+                    remove(&pair, &mut steps, &mut next);
                 }
-                if claims.unresolved_projects.contains(project) {
-                    deferred = true;
-                    continue;
-                }
-                steps.push(Step::Remove {
-                    image: image.id.clone(),
-                    project: project.clone(),
-                });
             }
         }
     }
-    Plan { steps, deferred }
+    Plan {
+        steps,
+        deferred,
+        ledger: next,
+    }
 }
 
-/// The removals a `Delete` deletion policy makes: every declared member present on an
-/// observed image, except pairs another ImageShare declares. Projects of objects not resolved
-/// yet do not hold cleanup back (it would leave members behind for good); such an object
-/// adds its member back on its next pass.
-pub fn cleanup_plan(spec: &ImageShareSpec, images: &[ObservedImage], claims: &Claims) -> Plan {
-    let steps = images
+/// The removals a `Delete` deletion policy makes: every ledger pair, except pairs another
+/// trusted object declares. The removals are calls on the pairs themselves (404 counts as
+/// done), so an image that is gone or fails does not hold back the others. Removals of
+/// projects an unprocessed producer object declares wait (`deferred`).
+pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
+    let waiting = ledger.iter().any(|(_, p)| claims.waiting.contains(p));
+    let steps = ledger
         .iter()
-        .flat_map(|image| {
-            spec.members
-                .iter()
-                .filter(|m| image.members.contains_key(&m.project))
-                .map(|m| (image.id.clone(), m.project.clone()))
+        .filter(|pair| !claims.protected.contains(*pair) && !claims.waiting.contains(&pair.1))
+        .map(|(image, project)| Step::Remove {
+            image: image.clone(),
+            project: project.clone(),
         })
-        .filter(|pair| !claims.others.contains(pair))
-        .map(|(image, project)| Step::Remove { image, project })
         .collect();
     Plan {
         steps,
-        deferred: false,
+        deferred: waiting,
+        ledger: ledger.clone(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::Failure;
     use crate::controller::fixtures::{self, SpecExt, image, spec};
 
-    fn no_claims() -> Claims {
-        Claims::default()
+    fn pair(image: &str, project: &str) -> Pair {
+        (image.to_string(), project.to_string())
+    }
+
+    fn ledger(pairs: &[(&str, &str)]) -> Ledger {
+        pairs.iter().map(|(i, p)| pair(i, p)).collect()
+    }
+
+    /// A pass with no ledger, no other objects and nothing held back.
+    fn fresh(spec: &ImageShareSpec, images: &[ObservedImage]) -> Plan {
+        plan(
+            spec,
+            images,
+            &Ledger::default(),
+            &Claims::default(),
+            &BTreeSet::new(),
+        )
+    }
+
+    /// A pass with a ledger and claims.
+    fn with(
+        spec: &ImageShareSpec,
+        images: &[ObservedImage],
+        ledger: &Ledger,
+        claims: &Claims,
+    ) -> Plan {
+        plan(spec, images, ledger, claims, &BTreeSet::new())
     }
 
     /// Image `img` with declared member `a` (pending) and undeclared member `x` (accepted).
@@ -230,24 +312,28 @@ mod tests {
         )
     }
 
-    fn removal(project: &str) -> Vec<Step> {
-        vec![Step::Remove {
-            image: "img".into(),
+    fn removal(image: &str, project: &str) -> Step {
+        Step::Remove {
+            image: image.into(),
             project: project.into(),
-        }]
+        }
+    }
+
+    fn add(image: &str, project: &str) -> Step {
+        Step::Add {
+            image: image.into(),
+            project: project.into(),
+        }
     }
 
     #[test]
-    fn missing_member_is_added_and_its_declared_status_set_as_the_consumer() {
+    fn missing_member_is_added_recorded_and_its_declared_status_set_as_the_consumer() {
         let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
-        let plan = plan(&spec, &[image("img", &[])], &no_claims());
+        let plan = fresh(&spec, &[image("img", &[])]);
         assert_eq!(
             plan.steps,
             vec![
-                Step::Add {
-                    image: "img".into(),
-                    project: "a".into()
-                },
+                add("img", "a"),
                 Step::SetStatus {
                     image: "img".into(),
                     project: "a".into(),
@@ -259,46 +345,46 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(
+            plan.ledger,
+            ledger(&[("img", "a")]),
+            "recorded before the add"
+        );
     }
 
     #[test]
     fn member_in_sync_needs_no_step() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
-        let plan = plan(
-            &spec,
-            &[image("img", &[("a", MemberStatus::Accepted)])],
-            &no_claims(),
-        );
+        let plan = fresh(&spec, &[image("img", &[("a", MemberStatus::Accepted)])]);
         assert!(plan.steps.is_empty());
+    }
+
+    #[test]
+    fn declared_member_found_present_joins_the_ledger() {
+        let spec = spec().member("a", None);
+        let plan = fresh(&spec, &[image("img", &[("a", MemberStatus::Accepted)])]);
+        assert!(plan.steps.is_empty());
+        assert_eq!(plan.ledger, ledger(&[("img", "a")]));
     }
 
     #[test]
     fn unmanaged_status_is_never_set() {
         let spec = spec().member("a", None);
-        let plan = plan(
-            &spec,
-            &[image("img", &[("a", MemberStatus::Rejected)])],
-            &no_claims(),
-        );
+        let plan = fresh(&spec, &[image("img", &[("a", MemberStatus::Rejected)])]);
         assert!(plan.steps.is_empty());
     }
 
     #[test]
     fn pending_desired_status_on_a_new_member_needs_only_the_add() {
         let spec = spec().member("a", Some(MemberStatus::Pending));
-        let plan = plan(&spec, &[image("img", &[])], &no_claims());
-        assert_eq!(plan.steps.len(), 1);
-        assert!(matches!(plan.steps[0], Step::Add { .. }));
+        let plan = fresh(&spec, &[image("img", &[])]);
+        assert_eq!(plan.steps, vec![add("img", "a")]);
     }
 
     #[test]
     fn drifted_status_without_consumer_credentials_is_set_as_producer() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
-        let plan = plan(
-            &spec,
-            &[image("img", &[("a", MemberStatus::Rejected)])],
-            &no_claims(),
-        );
+        let plan = fresh(&spec, &[image("img", &[("a", MemberStatus::Rejected)])]);
         assert_eq!(
             plan.steps,
             vec![Step::SetStatus {
@@ -311,51 +397,88 @@ mod tests {
     }
 
     #[test]
+    fn status_held_back_after_reverts_is_not_set() {
+        let spec = spec().member("a", Some(MemberStatus::Accepted));
+        let held = BTreeSet::from([pair("img", "a")]);
+        let plan = plan(
+            &spec,
+            &[image("img", &[("a", MemberStatus::Rejected)])],
+            &Ledger::default(),
+            &Claims::default(),
+            &held,
+        );
+        assert!(plan.steps.is_empty());
+    }
+
+    #[test]
     fn additive_share_leaves_undeclared_member_alone() {
         let spec = spec().member("a", None);
-        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &no_claims());
+        let plan = fresh(&spec, &[declared_a_and_undeclared_x()]);
         assert!(plan.steps.is_empty());
+        assert!(!plan.ledger.contains(&pair("img", "x")));
     }
 
     #[test]
     fn exclusive_share_removes_undeclared_member() {
         let spec = spec().member("a", None).exclusive();
-        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &no_claims());
-        assert_eq!(plan.steps, removal("x"));
+        let plan = fresh(&spec, &[declared_a_and_undeclared_x()]);
+        assert_eq!(plan.steps, vec![removal("img", "x")]);
     }
 
     #[test]
-    fn exclusive_share_keeps_member_declared_by_a_later_imageshare() {
+    fn exclusive_share_keeps_member_a_trusted_imageshare_declares() {
         let spec = spec().member("a", None).exclusive();
         let claims = Claims {
-            others: BTreeSet::from([("img".to_string(), "x".to_string())]),
+            protected: BTreeSet::from([pair("img", "x")]),
             ..Claims::default()
         };
-        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &claims);
+        let plan = with(
+            &spec,
+            &[declared_a_and_undeclared_x()],
+            &Ledger::default(),
+            &claims,
+        );
         assert!(plan.steps.is_empty());
     }
 
     #[test]
-    fn exclusive_share_keeps_projects_of_an_imageshare_not_resolved_yet() {
+    fn removals_wait_for_a_producer_imageshare_not_processed_yet() {
         let spec = spec().member("a", None).exclusive();
         let claims = Claims {
-            unresolved_projects: BTreeSet::from(["x".to_string()]),
+            waiting: BTreeSet::from(["x".to_string()]),
             ..Claims::default()
         };
-        let plan = plan(&spec, &[declared_a_and_undeclared_x()], &claims);
+        let plan = with(
+            &spec,
+            &[declared_a_and_undeclared_x()],
+            &Ledger::default(),
+            &claims,
+        );
         assert!(plan.steps.is_empty());
         assert!(
             plan.deferred,
-            "the removal is retried once the other object resolves"
+            "the removal is retried once the other object is processed"
         );
     }
 
     #[test]
-    fn member_claimed_by_an_earlier_imageshare_is_not_touched() {
+    fn member_whose_add_an_earlier_imageshare_owns_is_neither_added_nor_recorded() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
         let claims = fixtures::earlier_claim("team/first", &[("img", "a")]);
-        let plan = plan(&spec, &[image("img", &[])], &claims);
+        let plan = with(&spec, &[image("img", &[])], &Ledger::default(), &claims);
         assert!(plan.steps.is_empty());
+        assert!(plan.ledger.is_empty());
+    }
+
+    #[test]
+    fn a_status_set_by_an_earlier_consumer_only_imageshare_does_not_stop_the_add() {
+        let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
+        let claims = Claims {
+            status: BTreeMap::from([(pair("img", "a"), "tenant/accept".to_string())]),
+            ..Claims::default()
+        };
+        let plan = with(&spec, &[image("img", &[])], &Ledger::default(), &claims);
+        assert_eq!(plan.steps, vec![add("img", "a")]);
     }
 
     #[test]
@@ -363,51 +486,131 @@ mod tests {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
         let mut private = image("img", &[]);
         private.visibility = Some("private".into());
-        let plan = plan(&spec, &[private], &no_claims());
+        let plan = fresh(&spec, &[private]);
         assert!(plan.steps.is_empty());
+        assert!(plan.ledger.is_empty());
     }
 
     #[test]
-    fn consumer_only_share_only_sets_statuses() {
+    fn consumer_only_share_only_sets_statuses_and_records_nothing() {
         let spec = spec()
             .member_with_consumer("a", MemberStatus::Accepted, "team-a")
             .member_with_consumer("b", MemberStatus::Rejected, "team-b")
             .without_producer();
         let mut observed = image("img", &[("a", MemberStatus::Pending)]);
         observed.visibility = None;
-        let plan = plan(&spec, &[observed], &no_claims());
+        let plan = fresh(&spec, &[observed]);
         assert_eq!(plan.steps.len(), 1);
         assert!(matches!(
             &plan.steps[0],
             Step::SetStatus { project, status: MemberStatus::Accepted, .. } if project == "a"
         ));
+        assert!(plan.ledger.is_empty());
     }
 
     #[test]
     fn every_selected_image_gets_the_members() {
         let spec = spec().member("a", None);
-        let plan = plan(&spec, &[image("one", &[]), image("two", &[])], &no_claims());
-        let pairs: Vec<Pair> = plan.steps.iter().map(Step::pair).collect();
-        assert_eq!(
-            pairs,
-            vec![
-                ("one".to_string(), "a".to_string()),
-                ("two".to_string(), "a".to_string())
-            ]
-        );
+        let plan = fresh(&spec, &[image("one", &[]), image("two", &[])]);
+        assert_eq!(plan.steps, vec![add("one", "a"), add("two", "a")]);
     }
 
     #[test]
-    fn cleanup_removes_only_declared_members_that_exist() {
-        let spec = spec().member("a", None).member("b", None);
-        let plan = cleanup_plan(
-            &spec,
-            &[image(
-                "img",
-                &[("a", MemberStatus::Accepted), ("x", MemberStatus::Accepted)],
-            )],
-            &no_claims(),
+    fn member_taken_out_of_the_spec_is_removed_in_additive_mode() {
+        let spec = spec().member("a", None);
+        let observed = image(
+            "img",
+            &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
         );
-        assert_eq!(plan.steps, removal("a"));
+        let before = ledger(&[("img", "a"), ("img", "b")]);
+        let plan = with(&spec, &[observed], &before, &Claims::default());
+        assert_eq!(plan.steps, vec![removal("img", "b")]);
+        let after = plan.ledger_after(&[(removal("img", "b"), Outcome::Done)]);
+        assert_eq!(after, ledger(&[("img", "a")]));
+    }
+
+    #[test]
+    fn image_no_longer_selected_loses_the_members_it_was_given() {
+        let spec = spec().member("a", None);
+        let before = ledger(&[("old", "a")]);
+        let plan = with(&spec, &[image("new", &[])], &before, &Claims::default());
+        assert_eq!(plan.steps, vec![add("new", "a"), removal("old", "a")]);
+        assert_eq!(plan.ledger, ledger(&[("new", "a"), ("old", "a")]));
+    }
+
+    #[test]
+    fn nothing_resolved_removes_the_whole_ledger() {
+        let spec = spec().member("a", None).member("b", None);
+        let before = ledger(&[("img", "a"), ("img", "b")]);
+        let plan = with(&spec, &[], &before, &Claims::default());
+        assert_eq!(plan.steps, vec![removal("img", "a"), removal("img", "b")]);
+    }
+
+    #[test]
+    fn stale_pair_already_gone_leaves_the_ledger_without_a_call() {
+        let spec = spec().member("a", None);
+        let before = ledger(&[("img", "a"), ("img", "b")]);
+        let plan = with(
+            &spec,
+            &[image("img", &[("a", MemberStatus::Accepted)])],
+            &before,
+            &Claims::default(),
+        );
+        assert!(plan.steps.is_empty());
+        assert_eq!(plan.ledger, ledger(&[("img", "a")]));
+    }
+
+    #[test]
+    fn stale_pair_a_trusted_imageshare_declares_is_left_to_it() {
+        let spec = spec().member("a", None);
+        let observed = image(
+            "img",
+            &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
+        );
+        let claims = Claims {
+            protected: BTreeSet::from([pair("img", "b")]),
+            ..Claims::default()
+        };
+        let before = ledger(&[("img", "a"), ("img", "b")]);
+        let plan = with(&spec, &[observed], &before, &claims);
+        assert!(plan.steps.is_empty());
+        assert_eq!(plan.ledger, ledger(&[("img", "a")]));
+    }
+
+    #[test]
+    fn failed_removal_stays_in_the_ledger() {
+        let spec = spec();
+        let before = ledger(&[("img", "a")]);
+        let plan = with(&spec, &[], &before, &Claims::default());
+        let after = plan.ledger_after(&[(
+            removal("img", "a"),
+            Outcome::Failed(Failure::transient("503")),
+        )]);
+        assert_eq!(after, before);
+        let gone = plan.ledger_after(&[(removal("img", "a"), Outcome::Unchanged)]);
+        assert!(gone.is_empty());
+    }
+
+    #[test]
+    fn cleanup_removes_every_ledger_pair_but_those_a_trusted_imageshare_declares() {
+        let before = ledger(&[("i1", "a"), ("i2", "a"), ("i2", "b")]);
+        let claims = Claims {
+            protected: BTreeSet::from([pair("i2", "b")]),
+            ..Claims::default()
+        };
+        let plan = cleanup_plan(&before, &claims);
+        assert_eq!(plan.steps, vec![removal("i1", "a"), removal("i2", "a")]);
+        assert!(!plan.deferred);
+    }
+
+    #[test]
+    fn cleanup_waits_for_a_producer_imageshare_not_processed_yet() {
+        let claims = Claims {
+            waiting: BTreeSet::from(["b".to_string()]),
+            ..Claims::default()
+        };
+        let plan = cleanup_plan(&ledger(&[("i1", "a"), ("i1", "b")]), &claims);
+        assert_eq!(plan.steps, vec![removal("i1", "a")]);
+        assert!(plan.deferred);
     }
 }

@@ -1,59 +1,73 @@
 //! The status builder: a pure function from what one pass observed and did to the
-//! `ImageShare` status (per-member state, Ready condition). No I/O; the one writer lives in
-//! the controller and only writes when [`needs_write`] says so.
+//! `ImageShare` status (per-member state, counts, ledger, Ready condition). No I/O; the one
+//! writer lives in the pass and only writes when [`needs_write`] says so.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Failure;
-use super::plan::{Claims, ObservedImage, Pair, Step};
+use super::apply::Outcome;
+use super::ledger::Ledger;
+use super::observe::Observed;
+use super::overlap::Claims;
+use super::plan::{Pair, Step};
 use crate::api::{
     ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus, Reason,
 };
 
-/// What happened to one step of the plan.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Glance made the change.
-    Done,
-    /// Glance already was as planned (409 on add, 404 on remove): success, no change.
-    Unchanged,
-    /// The producer may not set this status and no consumer credentials were given.
-    AwaitingConsumer,
-    /// The call failed.
-    Failed(Failure),
+/// Most member rows written to status; memberCounts counts them all.
+pub const MAX_ROWS: usize = 200;
+
+/// A pair whose status another client keeps changing back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Reverts seen so far.
+    pub reverts: u32,
+    /// Time left before the next attempt.
+    pub left: Duration,
 }
 
-/// Everything one pass learned, the input of [`build`].
+/// Everything one pass learned and did, handed over by the stages, the input of [`build`].
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    /// Images observed in this pass (empty when `failure` stopped the pass first).
-    pub images: Vec<ObservedImage>,
+    /// What the observe stage saw.
+    pub observed: Observed,
+    /// What other ImageShares claim (taken after the members were read).
+    pub claims: Claims,
+    /// Removals waited for another ImageShare to be processed.
+    pub deferred: bool,
     /// Steps applied in this pass with their outcomes (empty when suspended).
     pub outcomes: Vec<(Step, Outcome)>,
-    /// What other ImageShares declare.
-    pub claims: Claims,
-    /// Per-project failures that are not tied to one step (e.g. missing consumer Secret).
-    pub member_failures: BTreeMap<String, Failure>,
-    /// A failure that stopped the whole pass (credentials, image resolution, transient).
-    pub failure: Option<Failure>,
-    /// Exclusive removals waited for another ImageShare to resolve its images.
-    pub deferred: bool,
+    /// Managed statuses held back because another client keeps reverting them.
+    pub held: BTreeMap<Pair, Held>,
+    /// The ledger after this pass.
+    pub ledger: Ledger,
+    /// The producer Secret that carries this object's deletion guard.
+    pub guarded_secret: Option<String>,
 }
 
 impl Report {
-    /// A report for a pass stopped by `failure` before observing anything.
-    pub fn failed(failure: Failure) -> Self {
-        Report {
-            failure: Some(failure),
-            ..Report::default()
-        }
-    }
-
     /// Whether any step changed something in Glance.
     pub fn changed_anything(&self) -> bool {
         self.outcomes.iter().any(|(_, o)| *o == Outcome::Done)
+    }
+
+    /// The first transient failure of the pass, if any (it decides the retry).
+    pub fn transient_failure(&self) -> Option<&Failure> {
+        self.outcomes
+            .iter()
+            .find_map(|(_, o)| match o {
+                Outcome::Failed(f) if f.is_transient() => Some(f),
+                _ => None,
+            })
+            .or_else(|| {
+                self.observed
+                    .member_failures
+                    .values()
+                    .find(|f| f.is_transient())
+            })
     }
 }
 
@@ -69,38 +83,52 @@ const MEMBER_FAILURE_ORDER: [Reason; 7] = [
     Reason::TransientError,
 ];
 
-/// One member row plus the reason behind it (reasons are not part of the row).
+/// One member row plus the reason behind it (reasons are not part of the row), and
+/// whether it is a declared member (rows of failed removals are not).
 struct Row {
     state: MemberState,
     reason: Option<Reason>,
+    declared: bool,
 }
 
-/// Builds the status for `spec` at `generation` from a pass `report`. `previous` provides the
-/// condition's lastTransitionTime, lastSyncTime, and the member rows kept when the pass failed
-/// before observing; `now` stamps a Ready transition.
+/// Builds the status for `spec` at `generation` from a pass: its report, or the failure that
+/// stopped it before anything was observed. `previous` provides the condition's
+/// lastTransitionTime, lastSyncTime, and (for a failed pass) the images, rows, ledger and
+/// guard kept from the last pass; `now` stamps a Ready transition.
 pub fn build(
     spec: &ImageShareSpec,
     generation: Option<i64>,
-    report: &Report,
+    pass: Result<&Report, &Failure>,
     previous: Option<&ImageShareStatus>,
     now: &Time,
 ) -> ImageShareStatus {
-    let (images, members, reason, message) = match (&report.failure, previous) {
-        // Keep what was last observed, for members that are still declared.
-        (Some(failure), prev) => (
-            prev.map(|p| p.images.clone()).unwrap_or_default(),
-            prev.iter()
-                .flat_map(|p| &p.members)
+    let (images, rows, reason, message, ledger, guarded_secret) = match pass {
+        Err(failure) => {
+            let prev = previous.cloned().unwrap_or_default();
+            let rows = prev
+                .members
+                .into_iter()
                 .filter(|row| spec.members.iter().any(|m| m.project == row.project))
-                .cloned()
-                .collect(),
-            failure.reason,
-            Some(failure.message.clone()),
-        ),
-        (None, _) => {
+                .map(|state| Row {
+                    state,
+                    reason: None,
+                    declared: true,
+                })
+                .collect();
+            (
+                prev.images,
+                rows,
+                failure.reason,
+                Some(failure.message.clone()),
+                prev.ledger,
+                prev.guarded_secret,
+            )
+        }
+        Ok(report) => {
             let rows = member_rows(spec, report);
             let reason = summary_reason(spec, report, &rows);
             let images = report
+                .observed
                 .images
                 .iter()
                 .map(|i| ImageStatus {
@@ -109,19 +137,52 @@ pub fn build(
                     visibility: i.visibility.clone(),
                 })
                 .collect();
-            let waiting =
-                (reason == Reason::Progressing && report.deferred && !report.changed_anything())
-                    .then(|| {
-                        "undeclared members stay until the other ImageShares on these images have \
-                         resolved theirs; retrying shortly"
-                            .to_string()
-                    });
-            let members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
-            (images, members, reason, waiting)
+            let message = match &report.observed.missing {
+                Some(missing) if reason == missing.reason => Some(missing.message.clone()),
+                _ => {
+                    (reason == Reason::Progressing && report.deferred && !report.changed_anything())
+                        .then(|| {
+                            "members to remove stay until the other ImageShares that may declare \
+                         them have processed their specs; retrying shortly"
+                                .to_string()
+                        })
+                }
+            };
+            (
+                images,
+                rows,
+                reason,
+                message,
+                report.ledger.to_entries(),
+                report.guarded_secret.clone(),
+            )
         }
     };
-    let in_sync = members.iter().filter(|m| satisfied(m)).count();
-    let message = message.unwrap_or_else(|| ready_message(reason, in_sync, &members, images.len()));
+    let mut member_counts: BTreeMap<String, u32> = BTreeMap::new();
+    for row in &rows {
+        *member_counts
+            .entry(row.state.state.as_str().to_string())
+            .or_default() += 1;
+    }
+    let declared = rows.iter().filter(|r| r.declared);
+    let total = declared.clone().count();
+    let in_sync = declared.filter(|r| satisfied(&r.state)).count();
+    let mut members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
+    // Rows that need attention first; the order is otherwise kept (by image, then spec).
+    members.sort_by_key(satisfied);
+    let message =
+        message.unwrap_or_else(|| ready_message(reason, in_sync, total, &members, images.len()));
+    let (member_counts, members_in_sync) = match (pass, previous) {
+        // A failed pass keeps the counts of the last one when its rows were cut (the rows
+        // left out are not known); otherwise it counts the rows it kept.
+        (Err(_), Some(prev))
+            if prev.member_counts.values().sum::<u32>() as usize > prev.members.len() =>
+        {
+            (prev.member_counts.clone(), prev.members_in_sync.clone())
+        }
+        _ => (member_counts, Some(format!("{in_sync}/{total}"))),
+    };
+    members.truncate(MAX_ROWS);
     let status = if reason.is_ready() { "True" } else { "False" };
     let condition = |type_: &str, status: &str, message: String| {
         let last_transition_time = previous
@@ -152,9 +213,12 @@ pub fn build(
     ImageShareStatus {
         observed_generation: generation,
         image: Some(image_display(spec, &images)),
-        members_in_sync: Some(format!("{in_sync}/{}", members.len())),
+        members_in_sync,
         images,
         members,
+        member_counts,
+        ledger,
+        guarded_secret,
         conditions,
         last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
     }
@@ -184,14 +248,14 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
         outcomes.entry(entry.0.pair()).or_default().push(entry);
     }
     let mut rows = Vec::new();
-    for image in &report.images {
+    for image in &report.observed.images {
         for member in &spec.members {
             let pair = (image.id.clone(), member.project.clone());
             let mut current = image.members.get(&member.project).copied();
             let mut changed = false;
             let mut awaiting = false;
-            let mut failed: Option<&Failure> = report.member_failures.get(&member.project);
-            for (step, outcome) in outcomes.get(&pair).into_iter().flatten().copied() {
+            let mut failed: Option<&Failure> = report.observed.member_failures.get(&member.project);
+            for (step, outcome) in outcomes.remove(&pair).into_iter().flatten() {
                 match (step, outcome) {
                     (Step::Add { .. }, Outcome::Done) => {
                         current = current.or(Some(MemberStatus::Pending));
@@ -210,17 +274,37 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     | (Step::SetStatus { .. }, Outcome::Unchanged) => {}
                 }
             }
-            let (state, reason, message) = if let Some(owner) = report.claims.earlier.get(&pair) {
+            let conflict = |owner: &String, what: &str| {
                 (
                     MemberPhase::Conflict,
                     Some(Reason::Conflict),
                     Some(format!(
-                        "ImageShare {owner} already declares project {} on image {}",
+                        "ImageShare {owner} already {what} project {} on image {}",
                         member.project, image.id
                     )),
                 )
+            };
+            let (state, reason, message) = if let Some(owner) = report.claims.add.get(&pair) {
+                conflict(owner, "adds")
+            } else if let Some(owner) = report
+                .claims
+                .status
+                .get(&pair)
+                .filter(|_| member.status.is_some())
+            {
+                conflict(owner, "sets the status of")
             } else if let Some(f) = failed {
                 (MemberPhase::Failed, Some(f.reason), Some(f.message.clone()))
+            } else if let Some(held) = report.held.get(&pair) {
+                (
+                    MemberPhase::Contested,
+                    Some(Reason::Conflict),
+                    Some(format!(
+                        "another client changed the status back {} times; next attempt in {}s",
+                        held.reverts,
+                        held.left.as_secs()
+                    )),
+                )
             } else if awaiting {
                 (
                     MemberPhase::AwaitingConsumer,
@@ -276,7 +360,27 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     message,
                 },
                 reason,
+                declared: true,
             });
+        }
+    }
+    // Removals that failed (the pair is no longer declared, so it has no row above).
+    for ((image, project), entries) in outcomes {
+        for (step, outcome) in entries {
+            if let (Step::Remove { .. }, Outcome::Failed(f)) = (step, outcome) {
+                rows.push(Row {
+                    state: MemberState {
+                        image: image.clone(),
+                        project: project.clone(),
+                        status: None,
+                        desired_status: None,
+                        state: MemberPhase::Failed,
+                        message: Some(format!("could not remove it: {}", f.message)),
+                    },
+                    reason: Some(f.reason),
+                    declared: false,
+                });
+            }
         }
     }
     rows
@@ -284,10 +388,13 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
 
 fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reason {
     let has = |r: Reason| rows.iter().any(|row| row.reason == Some(r));
-    let failed = rows.iter().filter(|r| r.state.state == MemberPhase::Failed);
+    let failed = rows
+        .iter()
+        .filter(|r| r.state.state == MemberPhase::Failed)
+        .map(|row| row.reason.unwrap_or(Reason::TransientError))
+        .chain(report.observed.missing.iter().map(|m| m.reason));
     if let Some(worst) = failed
-        .map(|row| {
-            let reason = row.reason.unwrap_or(Reason::TransientError);
+        .map(|reason| {
             let rank = MEMBER_FAILURE_ORDER
                 .iter()
                 .position(|r| *r == reason)
@@ -311,10 +418,17 @@ fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reaso
     }
 }
 
-fn ready_message(reason: Reason, in_sync: usize, members: &[MemberState], images: usize) -> String {
+/// The Ready message: counts, and the first row that needs attention (rows come sorted so
+/// that those are first).
+fn ready_message(
+    reason: Reason,
+    in_sync: usize,
+    total: usize,
+    members: &[MemberState],
+    images: usize,
+) -> String {
     let counts = format!(
-        "{in_sync}/{} members in sync on {images} image{}",
-        members.len(),
+        "{in_sync}/{total} members in sync on {images} image{}",
         if images == 1 { "" } else { "s" }
     );
     let first_problem = members
@@ -353,10 +467,17 @@ fn image_display(spec: &ImageShareSpec, images: &[ImageStatus]) -> String {
 mod tests {
     use super::*;
     use crate::controller::fixtures::{SpecExt, image, spec};
-    use crate::controller::plan::{Identity, plan};
+    use crate::controller::plan::{Identity, ObservedImage, plan};
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    fn observed(images: Vec<ObservedImage>) -> Observed {
+        Observed {
+            images,
+            ..Observed::default()
+        }
     }
 
     fn ready(status: &ImageShareStatus) -> (&str, &str) {
@@ -370,13 +491,13 @@ mod tests {
             .member_with_consumer("a", MemberStatus::Accepted, "team-a")
             .member("b", None);
         let report = Report {
-            images: vec![image(
+            observed: observed(vec![image(
                 "img",
                 &[("a", MemberStatus::Accepted), ("b", MemberStatus::Pending)],
-            )],
+            )]),
             ..Report::default()
         };
-        let status = build(&spec, Some(3), &report, None, &now());
+        let status = build(&spec, Some(3), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("True", "InSync"));
         assert_eq!(status.members[0].state, MemberPhase::InSync);
         assert_eq!(status.members[1].state, MemberPhase::AwaitingConsumer);
@@ -389,13 +510,20 @@ mod tests {
     fn a_pass_that_changed_glance_is_progressing() {
         let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
         let images = vec![image("img", &[])];
-        let steps = plan(&spec, &images, &Claims::default()).steps;
+        let steps = plan(
+            &spec,
+            &images,
+            &Ledger::default(),
+            &Claims::default(),
+            &Default::default(),
+        )
+        .steps;
         let report = Report {
-            images,
+            observed: observed(images),
             outcomes: steps.into_iter().map(|s| (s, Outcome::Done)).collect(),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "Progressing"));
         assert_eq!(status.members[0].status, Some(MemberStatus::Accepted));
         assert_eq!(status.members[0].state, MemberPhase::Progressing);
@@ -405,7 +533,7 @@ mod tests {
     fn an_add_glance_already_had_is_in_sync_not_progressing() {
         let spec = spec().member("a", None);
         let report = Report {
-            images: vec![image("img", &[])],
+            observed: observed(vec![image("img", &[])]),
             outcomes: vec![(
                 Step::Add {
                     image: "img".into(),
@@ -415,7 +543,7 @@ mod tests {
             )],
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("True", "InSync"));
         assert!(!report.changed_anything());
     }
@@ -424,7 +552,7 @@ mod tests {
     fn terminal_reasons_stall_and_passing_ones_reconcile() {
         let spec = spec().member("a", None);
         let types = |failure: Failure| {
-            build(&spec, Some(1), &Report::failed(failure), None, &now())
+            build(&spec, Some(1), Err(&failure), None, &now())
                 .conditions
                 .into_iter()
                 .map(|c| (c.type_, c.status))
@@ -445,19 +573,19 @@ mod tests {
     fn deferred_removals_keep_the_share_progressing() {
         let spec = spec().member("a", None).exclusive();
         let report = Report {
-            images: vec![image(
+            observed: observed(vec![image(
                 "img",
                 &[("a", MemberStatus::Accepted), ("x", MemberStatus::Accepted)],
-            )],
+            )]),
             deferred: true,
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "Progressing"));
         assert!(
             status.conditions[0]
                 .message
-                .contains("undeclared members stay")
+                .contains("members to remove stay")
         );
     }
 
@@ -465,7 +593,7 @@ mod tests {
     fn refused_producer_status_update_awaits_the_consumer() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
         let report = Report {
-            images: vec![image("img", &[("a", MemberStatus::Pending)])],
+            observed: observed(vec![image("img", &[("a", MemberStatus::Pending)])]),
             outcomes: vec![(
                 Step::SetStatus {
                     image: "img".into(),
@@ -477,7 +605,7 @@ mod tests {
             )],
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "AwaitingConsumer"));
         assert_eq!(status.members[0].state, MemberPhase::AwaitingConsumer);
         assert_eq!(status.members_in_sync.as_deref(), Some("0/1"));
@@ -489,10 +617,10 @@ mod tests {
         let mut private = image("img", &[]);
         private.visibility = Some("private".into());
         let report = Report {
-            images: vec![private],
+            observed: observed(vec![private]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "ImageNotShared"));
         assert!(
             status.conditions[0]
@@ -507,20 +635,23 @@ mod tests {
             .member_with_consumer("a", MemberStatus::Accepted, "team-a")
             .member_with_consumer("b", MemberStatus::Accepted, "team-b");
         let report = Report {
-            images: vec![image(
-                "img",
-                &[("a", MemberStatus::Pending), ("b", MemberStatus::Pending)],
-            )],
-            member_failures: BTreeMap::from([
-                ("a".to_string(), Failure::transient("glance answered 503")),
-                (
-                    "b".to_string(),
-                    Failure::new(Reason::CredentialsMissing, "secret team-b not found"),
-                ),
-            ]),
+            observed: Observed {
+                images: vec![image(
+                    "img",
+                    &[("a", MemberStatus::Pending), ("b", MemberStatus::Pending)],
+                )],
+                member_failures: BTreeMap::from([
+                    ("a".to_string(), Failure::transient("glance answered 503")),
+                    (
+                        "b".to_string(),
+                        Failure::new(Reason::CredentialsMissing, "secret team-b not found"),
+                    ),
+                ]),
+                ..Observed::default()
+            },
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "CredentialsMissing"));
     }
 
@@ -529,20 +660,23 @@ mod tests {
         let spec = spec()
             .member_with_consumer("a", MemberStatus::Accepted, "team-a")
             .without_producer();
-        let mut observed = image("img", &[]);
-        observed.visibility = None;
+        let mut shared = image("img", &[]);
+        shared.visibility = None;
         let report = Report {
-            images: vec![observed],
-            member_failures: BTreeMap::from([(
-                "a".to_string(),
-                Failure::new(
-                    Reason::ImageNotFound,
-                    "project a is not a member of image img",
-                ),
-            )]),
+            observed: Observed {
+                images: vec![shared],
+                member_failures: BTreeMap::from([(
+                    "a".to_string(),
+                    Failure::new(
+                        Reason::ImageNotFound,
+                        "project a is not a member of image img",
+                    ),
+                )]),
+                ..Observed::default()
+            },
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "ImageNotFound"));
         assert_eq!(status.members[0].state, MemberPhase::Failed);
     }
@@ -551,18 +685,18 @@ mod tests {
     fn pass_failure_drops_rows_of_members_no_longer_declared() {
         let before_spec = spec().member("a", None).member("b", None);
         let ok = Report {
-            images: vec![image(
+            observed: observed(vec![image(
                 "img",
                 &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
-            )],
+            )]),
             ..Report::default()
         };
-        let before = build(&before_spec, Some(1), &ok, None, &now());
-        let failed = Report::failed(Failure::transient("glance answered 503"));
+        let before = build(&before_spec, Some(1), Ok(&ok), None, &now());
+        let failed = Failure::transient("glance answered 503");
         let after = build(
             &spec().member("a", None),
             Some(2),
-            &failed,
+            Err(&failed),
             Some(&before),
             &now(),
         );
@@ -575,15 +709,15 @@ mod tests {
     fn pass_failure_keeps_previous_member_rows_and_reports_the_reason() {
         let spec = spec().member("a", None);
         let ok = Report {
-            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let before = build(&spec, Some(1), &ok, None, &now());
-        let failed = Report::failed(Failure::new(
+        let before = build(&spec, Some(1), Ok(&ok), None, &now());
+        let failed = Failure::new(
             Reason::CredentialsInvalid,
             "keystone refused the credentials of cloud openstack",
-        ));
-        let after = build(&spec, Some(1), &failed, Some(&before), &now());
+        );
+        let after = build(&spec, Some(1), Err(&failed), Some(&before), &now());
         assert_eq!(ready(&after), ("False", "CredentialsInvalid"));
         assert_eq!(after.members, before.members);
         assert!(after.conditions[0].message.contains("keystone refused"));
@@ -593,11 +727,11 @@ mod tests {
     fn conflicting_member_is_reported_on_the_later_imageshare() {
         let spec = spec().member("a", None);
         let report = Report {
-            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             claims: crate::controller::fixtures::earlier_claim("team/first", &[("img", "a")]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "Conflict"));
         assert!(status.conditions[0].message.contains("team/first"));
     }
@@ -606,10 +740,10 @@ mod tests {
     fn suspended_share_reports_suspended_even_when_in_sync() {
         let spec = spec().member("a", None).suspended();
         let report = Report {
-            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), &report, None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "Suspended"));
     }
 
@@ -617,13 +751,13 @@ mod tests {
     fn unchanged_pass_needs_no_status_write() {
         let spec = spec().member("a", None);
         let report = Report {
-            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let mut first = build(&spec, Some(1), &report, None, &now());
+        let mut first = build(&spec, Some(1), Ok(&report), None, &now());
         first.last_sync_time = Some(now());
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default());
-        let second = build(&spec, Some(1), &report, Some(&first), &later);
+        let second = build(&spec, Some(1), Ok(&report), Some(&first), &later);
         assert!(!needs_write(Some(&first), &second));
         assert_eq!(second.conditions, first.conditions);
     }
@@ -632,14 +766,139 @@ mod tests {
     fn ready_transition_time_changes_only_with_the_ready_status() {
         let spec = spec().member("a", None);
         let synced = Report {
-            images: vec![image("img", &[("a", MemberStatus::Accepted)])],
+            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let first = build(&spec, Some(1), &synced, None, &now());
+        let first = build(&spec, Some(1), Ok(&synced), None, &now());
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default());
-        let failed = Report::failed(Failure::transient("connection refused"));
-        let second = build(&spec, Some(1), &failed, Some(&first), &later);
+        let failed = Failure::transient("connection refused");
+        let second = build(&spec, Some(1), Err(&failed), Some(&first), &later);
         assert!(needs_write(Some(&first), &second));
         assert_eq!(second.conditions[0].last_transition_time, later);
+    }
+
+    fn many_members(count: usize) -> ImageShareSpec {
+        (0..count).fold(spec(), |s, i| {
+            s.member(&format!("{i:032x}"), Some(MemberStatus::Accepted))
+        })
+    }
+
+    #[test]
+    fn a_thousand_members_on_fifty_images_write_a_bounded_status() {
+        let spec = many_members(1000);
+        let images: Vec<ObservedImage> = (0..50)
+            .map(|i| {
+                let members: Vec<(String, MemberStatus)> = (0..1000)
+                    .map(|m| {
+                        let status = if m % 10 == 0 {
+                            MemberStatus::Pending
+                        } else {
+                            MemberStatus::Accepted
+                        };
+                        (format!("{m:032x}"), status)
+                    })
+                    .collect();
+                let refs: Vec<(&str, MemberStatus)> =
+                    members.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+                image(&format!("{i:08x}-0000-0000-0000-000000000000"), &refs)
+            })
+            .collect();
+        let ledger: Ledger = images
+            .iter()
+            .flat_map(|i| i.members.keys().map(|p| (i.id.clone(), p.clone())))
+            .collect();
+        let report = Report {
+            observed: observed(images),
+            ledger,
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        assert_eq!(status.members.len(), MAX_ROWS);
+        assert!(
+            status
+                .members
+                .iter()
+                .all(|m| m.state == MemberPhase::Suspended),
+            "rows that need attention come first"
+        );
+        assert_eq!(status.member_counts.get("InSync"), Some(&45_000));
+        assert_eq!(status.member_counts.get("Suspended"), Some(&5_000));
+        assert_eq!(status.members_in_sync.as_deref(), Some("45000/50000"));
+        assert_eq!(status.ledger.len(), 1, "one group: each ID stored once");
+        // etcd refuses requests above 1.5 MiB (--max-request-bytes); the object also holds
+        // its spec (about 70 KB for 1,000 members) and metadata.
+        let bytes = serde_json::to_vec(&status).unwrap_or_default().len();
+        assert!(
+            bytes < 256 * 1024,
+            "status of 50,000 pairs takes {bytes} bytes"
+        );
+    }
+
+    #[test]
+    fn a_contested_status_is_reported_as_a_conflict_with_its_next_attempt() {
+        let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
+        let report = Report {
+            observed: observed(vec![image("img", &[("a", MemberStatus::Rejected)])]),
+            held: BTreeMap::from([(
+                ("img".to_string(), "a".to_string()),
+                Held {
+                    reverts: 3,
+                    left: Duration::from_secs(60),
+                },
+            )]),
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        assert_eq!(ready(&status), ("False", "Conflict"));
+        assert_eq!(status.members[0].state, MemberPhase::Contested);
+        let message = status.members[0].message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("3 times") && message.contains("60s"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_removal_that_failed_is_reported_though_the_member_is_no_longer_declared() {
+        let spec = spec().member("a", None);
+        let report = Report {
+            observed: observed(vec![image(
+                "img",
+                &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
+            )]),
+            outcomes: vec![(
+                Step::Remove {
+                    image: "img".into(),
+                    project: "b".into(),
+                },
+                Outcome::Failed(Failure::new(Reason::Forbidden, "glance refused: 403")),
+            )],
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        assert_eq!(ready(&status), ("False", "Forbidden"));
+        assert_eq!(status.members_in_sync.as_deref(), Some("1/1"));
+        assert_eq!(status.members[0].project, "b");
+        assert_eq!(status.members[0].state, MemberPhase::Failed);
+    }
+
+    #[test]
+    fn no_image_left_to_share_reports_image_not_found_with_the_ledger_it_still_holds() {
+        let spec = spec().member("a", None);
+        let report = Report {
+            observed: Observed {
+                missing: Some(Failure::new(
+                    Reason::ImageNotFound,
+                    "no image named \"gone\" owned by project p",
+                )),
+                ..Observed::default()
+            },
+            ledger: [("img".to_string(), "a".to_string())].into_iter().collect(),
+            ..Report::default()
+        };
+        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        assert_eq!(ready(&status), ("False", "ImageNotFound"));
+        assert!(status.conditions[0].message.contains("gone"));
+        assert_eq!(status.ledger.len(), 1);
     }
 }

@@ -37,6 +37,9 @@ pub struct Image {
     pub name: Option<String>,
     /// `public`, `community`, `shared` or `private`; only `shared` images have members.
     pub visibility: String,
+    /// The owning project ID.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// One member row of an image.
@@ -390,6 +393,7 @@ mod tests {
             id: "i".into(),
             name: name.map(Into::into),
             visibility: "shared".into(),
+            owner: None,
         };
         let query = ImageQuery {
             name_prefix: Some("ubuntu-".into()),

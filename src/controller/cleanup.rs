@@ -1,0 +1,111 @@
+//! Deletion (I/O): with deletionPolicy Delete, remove every member in the object's ledger
+//! (except pairs another trusted object declares), then release the deletion guard on the
+//! producer Secret and let the finalizer go. Never blocks forever: terminal failures and
+//! transient ones that outlast [`GIVE_UP`] release the finalizer with a Warning Event.
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use tracing::warn;
+
+use super::apply::{self, Outcome};
+use super::credentials::{self, Sessions};
+use super::ledger::Ledger;
+use super::plan::cleanup_plan;
+use super::{Context, DEFERRED_RETRY, Error, events, overlap};
+use crate::api::{DeletionPolicy, ImageShare};
+
+/// How long a Delete cleanup may keep failing transiently before the finalizer is released.
+pub const GIVE_UP: Duration = Duration::from_secs(15 * 60);
+
+/// Cleans up a deleted ImageShare; `Ok` lets the finalizer go, `Err` retries later.
+pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(share);
+    ctx.contests.forget(&key);
+    let all = ctx.store.state();
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
+    let spec = &share.spec;
+    // Orphan keeps the members; so does a suspended object (it changes nothing); without a
+    // producer there is nothing this object may remove.
+    let removes =
+        spec.deletion_policy == DeletionPolicy::Delete && !spec.suspend && spec.producer.is_some();
+    let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
+    if removes && !ledger.is_empty() {
+        let plan = cleanup_plan(&ledger, &overlap::claims(share, &all));
+        let outcomes = apply::apply(share, &mut sessions, plan.steps).await;
+        events::steps(share, ctx, &outcomes).await;
+        let failures: Vec<_> = outcomes
+            .iter()
+            .filter_map(|(step, o)| match o {
+                Outcome::Failed(f) => Some((step, f)),
+                _ => None,
+            })
+            .collect();
+        let transient = failures.iter().find(|(_, f)| f.is_transient());
+        if (transient.is_some() || plan.deferred) && deleting_for(share) < GIVE_UP {
+            let (message, retry_after) = match transient {
+                Some((step, f)) => (format!("{step}: {}", f.message), f.retry_after),
+                None => (
+                    "waiting for another ImageShare that may declare these members to be \
+                     processed"
+                        .to_string(),
+                    Some(DEFERRED_RETRY),
+                ),
+            };
+            return Err(Error::CleanupPending(message, retry_after));
+        }
+        if let Some((step, failure)) = failures.first() {
+            let note = format!(
+                "{} member(s) may be left in Glance; finalizer released; first: {step}: {}",
+                failures.len(),
+                failure.message
+            );
+            warn!(reason = %failure.reason, note = %note, "cleanup gave up");
+            events::publish(
+                share,
+                ctx,
+                EventType::Warning,
+                failure.reason.as_str(),
+                &note,
+            )
+            .await;
+        }
+    }
+    // The guard: the Secret this object recorded, and the one its spec names now.
+    let recorded = share
+        .status
+        .as_ref()
+        .and_then(|s| s.guarded_secret.as_deref());
+    let current = share
+        .spec
+        .producer
+        .as_ref()
+        .map(|p| p.credentials_ref.secret_name.as_str());
+    for name in recorded
+        .into_iter()
+        .chain(current.filter(|c| Some(*c) != recorded))
+    {
+        if !credentials::needed_by_others(share, name, &all) {
+            sessions.release(name).await?;
+        }
+    }
+    ctx.backoff.reset(&key);
+    Ok(Action::await_change())
+}
+
+/// How long ago the object was marked for deletion.
+fn deleting_for(share: &ImageShare) -> Duration {
+    share
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| {
+            let secs = k8s_openapi::jiff::Timestamp::now()
+                .duration_since(t.0)
+                .as_secs();
+            Duration::from_secs(secs.max(0).unsigned_abs())
+        })
+        .unwrap_or_default()
+}

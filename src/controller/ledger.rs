@@ -1,0 +1,143 @@
+//! The ledger: the (image, project) pairs an ImageShare declared and added, kept in its
+//! status so that whatever leaves the declaration is removed again. Pure; no I/O.
+//!
+//! In status the pairs are grouped by identical project lists (`{images, projects}`), so an
+//! object with 1,000 members on 50 images stores each ID once: the usual ledger is a single
+//! group, and its size grows with images + projects, not images × projects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::plan::Pair;
+use crate::api::LedgerEntry;
+
+/// A set of (image, project) pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger(BTreeSet<Pair>);
+
+impl Ledger {
+    /// The ledger recorded in a status (empty when there is none).
+    pub fn from_entries(entries: &[LedgerEntry]) -> Ledger {
+        Ledger(
+            entries
+                .iter()
+                .flat_map(|e| {
+                    e.images.iter().flat_map(|image| {
+                        e.projects
+                            .iter()
+                            .map(move |project| (image.clone(), project.clone()))
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The compact form written to status: one entry per distinct project list, images and
+    /// projects sorted, so the same ledger always serialises the same way.
+    pub fn to_entries(&self) -> Vec<LedgerEntry> {
+        let mut per_image: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (image, project) in &self.0 {
+            per_image.entry(image).or_default().push(project.clone());
+        }
+        let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+        for (image, projects) in per_image {
+            groups.entry(projects).or_default().push(image.to_string());
+        }
+        groups
+            .into_iter()
+            .map(|(projects, images)| LedgerEntry { images, projects })
+            .collect()
+    }
+
+    /// Whether the pair is in the ledger.
+    pub fn contains(&self, pair: &Pair) -> bool {
+        self.0.contains(pair)
+    }
+
+    /// Adds a pair.
+    pub fn insert(&mut self, pair: Pair) {
+        self.0.insert(pair);
+    }
+
+    /// Drops a pair.
+    pub fn remove(&mut self, pair: &Pair) {
+        self.0.remove(pair);
+    }
+
+    /// Whether every pair of `self` is in `other`.
+    pub fn is_subset(&self, other: &Ledger) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    /// The pairs, sorted by image then project.
+    pub fn iter(&self) -> impl Iterator<Item = &Pair> {
+        self.0.iter()
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the ledger holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Pair> for Ledger {
+    fn from_iter<I: IntoIterator<Item = Pair>>(iter: I) -> Self {
+        Ledger(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(image: &str, project: &str) -> Pair {
+        (image.to_string(), project.to_string())
+    }
+
+    #[test]
+    fn images_with_the_same_projects_share_one_entry() {
+        let ledger: Ledger = [
+            pair("i1", "a"),
+            pair("i1", "b"),
+            pair("i2", "a"),
+            pair("i2", "b"),
+            pair("i3", "a"),
+        ]
+        .into_iter()
+        .collect();
+        let entries = ledger.to_entries();
+        assert_eq!(
+            entries,
+            vec![
+                LedgerEntry {
+                    images: vec!["i3".into()],
+                    projects: vec!["a".into()],
+                },
+                LedgerEntry {
+                    images: vec!["i1".into(), "i2".into()],
+                    projects: vec!["a".into(), "b".into()],
+                },
+            ]
+        );
+        assert_eq!(Ledger::from_entries(&entries), ledger);
+    }
+
+    #[test]
+    fn a_thousand_projects_on_fifty_images_store_each_id_once() {
+        let ledger: Ledger = (0..50)
+            .flat_map(|i| {
+                (0..1000).map(move |p| pair(&format!("image-{i:03}"), &format!("{p:032x}")))
+            })
+            .collect();
+        let entries = ledger.to_entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].images.len(), 50);
+        assert_eq!(entries[0].projects.len(), 1000);
+        let bytes = serde_json::to_vec(&entries).unwrap_or_default().len();
+        assert!(bytes < 40_000, "ledger of 50,000 pairs takes {bytes} bytes");
+    }
+}

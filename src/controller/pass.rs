@@ -1,0 +1,439 @@
+//! One pass for a live ImageShare, stage by stage: credentials → observe → claims → plan →
+//! (ledger recorded) → apply → status → events, and the choice of when to come back
+//! ([`next`], pure). Each stage hands the next a typed value; I/O stays in the stages.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::apply::{self, Outcome};
+use super::contest::Verdict;
+use super::credentials::{self, Sessions};
+use super::ledger::Ledger;
+use super::observe::{self, Observed};
+use super::plan::{self, Pair, Plan, Step};
+use super::status::{self, Held, Report};
+use super::{Context, DEFERRED_RETRY, Error, Failure, MANAGER, backoff, events, overlap};
+use crate::api::{ImageShare, ImageShareStatus, ImageStatus, Reason};
+
+/// Requeue delay after a pass that changed Glance, to confirm the result.
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(2);
+
+/// When to come back after a pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Next {
+    /// A passing fault: the per-object backoff decides (at least `retry_after`); when the pass
+    /// also made progress, the backoff starts over.
+    Backoff {
+        /// The server's Retry-After.
+        retry_after: Option<Duration>,
+        /// Something changed in Glance despite the fault.
+        progressed: bool,
+    },
+    /// Come back after this long.
+    After(Duration),
+}
+
+/// Chooses when to come back: transient faults back off (honouring Retry-After); a pass that
+/// changed Glance confirms shortly; removals waiting for another object retry soon; a held
+/// status comes back when its hold ends; otherwise the (jittered) resync period.
+pub fn next(pass: Result<&Report, &Failure>, resync: Duration) -> Next {
+    let report = match pass {
+        Err(f) if f.is_transient() => {
+            return Next::Backoff {
+                retry_after: f.retry_after,
+                progressed: false,
+            };
+        }
+        Err(_) => return Next::After(resync),
+        Ok(report) => report,
+    };
+    if let Some(f) = report.transient_failure() {
+        return Next::Backoff {
+            retry_after: f.retry_after,
+            progressed: report.changed_anything(),
+        };
+    }
+    if report.changed_anything() {
+        return Next::After(CONFIRM_AFTER);
+    }
+    if report.deferred {
+        return Next::After(DEFERRED_RETRY);
+    }
+    let hold = report.held.values().map(|h| h.left).min();
+    Next::After(hold.map_or(resync, |h| h.min(resync)))
+}
+
+/// One pass for a live object.
+pub async fn sync(
+    share: &ImageShare,
+    api: &Api<ImageShare>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(share);
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
+    let pass = run(share, api, ctx, &mut sessions).await?;
+    let status = write_status(share, api, ctx, pass.as_ref()).await?;
+    if let Ok(report) = &pass {
+        events::steps(share, ctx, &report.outcomes).await;
+    }
+    let reason = status
+        .conditions
+        .first()
+        .and_then(|c| Reason::parse(&c.reason))
+        .unwrap_or(Reason::TransientError);
+    ctx.metrics.count_pass(reason);
+    let resync = backoff::jitter(resync_period(share, ctx));
+    Ok(match next(pass.as_ref(), resync) {
+        Next::Backoff {
+            retry_after,
+            progressed,
+        } => {
+            if progressed {
+                ctx.backoff.reset(&key);
+            }
+            Action::requeue(ctx.backoff.next(&key, retry_after))
+        }
+        Next::After(delay) => {
+            ctx.backoff.reset(&key);
+            Action::requeue(delay)
+        }
+    })
+}
+
+/// The stages up to apply. `Ok(Err(failure))` is a pass that stopped before observing
+/// anything (reported in status); `Err` is Kubernetes API trouble (retried with backoff).
+async fn run(
+    share: &ImageShare,
+    api: &Api<ImageShare>,
+    ctx: &Context,
+    sessions: &mut Sessions<'_>,
+) -> Result<Result<Report, Failure>, Error> {
+    let observed = match observe::observe(share, sessions).await {
+        Ok(observed) => observed,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    // Claims are taken after the member lists were read, so a member another object has
+    // just added (after recording it) is seen as that object's, not removed and re-added.
+    let claims = overlap::claims(share, &ctx.store.state());
+    let key = ObjectRef::from_obj(share);
+    let held = contests(share, ctx, &key, &observed).await;
+    let previous = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
+    let held_pairs = held.keys().cloned().collect();
+    let plan = plan::plan(
+        &share.spec,
+        &observed.images,
+        &previous,
+        &claims,
+        &held_pairs,
+    );
+    let guarded_secret = guard(share, ctx, sessions).await;
+    let mut report = Report {
+        deferred: plan.deferred,
+        held,
+        ledger: previous.clone(),
+        guarded_secret,
+        ..Report::default()
+    };
+    if !share.spec.suspend {
+        if !plan.ledger.is_subset(&previous) {
+            record_ledger(share, api, &observed, &plan, report.guarded_secret.clone()).await?;
+        }
+        report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
+        for (step, outcome) in &report.outcomes {
+            if let (Step::SetStatus { .. }, Outcome::Done) = (step, outcome) {
+                ctx.contests.set(&key, &step.pair());
+            }
+        }
+        report.ledger = plan.ledger_after(&report.outcomes);
+    }
+    report.observed = observed;
+    report.claims = claims;
+    Ok(Ok(report))
+}
+
+/// Looks at every managed status this pass observed: which pairs another client keeps
+/// reverting, so they are held back (one Warning Event when a hold starts).
+async fn contests(
+    share: &ImageShare,
+    ctx: &Context,
+    key: &ObjectRef<ImageShare>,
+    observed: &Observed,
+) -> BTreeMap<Pair, Held> {
+    let now = Instant::now();
+    let mut held = BTreeMap::new();
+    for image in &observed.images {
+        for member in &share.spec.members {
+            let (Some(desired), Some(current)) =
+                (member.status, image.members.get(&member.project))
+            else {
+                continue;
+            };
+            let pair = (image.id.clone(), member.project.clone());
+            let verdict = ctx.contests.observe(key, &pair, *current == desired, now);
+            if let Verdict::Held {
+                reverts,
+                left,
+                started,
+            } = verdict
+            {
+                if started {
+                    let note = format!(
+                        "the status of project {} on image {} was changed back to {current} {reverts} \
+                         times after it was set to {desired}; next attempt in {}s",
+                        member.project,
+                        image.id,
+                        left.as_secs()
+                    );
+                    warn!(image_id = %image.id, project = %member.project, reverts, "status contested");
+                    events::publish(share, ctx, EventType::Warning, "StatusContested", &note).await;
+                }
+                held.insert(pair, Held { reverts, left });
+            }
+        }
+    }
+    held
+}
+
+/// Keeps the deletion guard on the producer Secret this object needs, and releases the one
+/// it recorded before if that is no longer needed (spec changed). Returns the Secret that
+/// carries this object's guard now, to record in status. Failures are logged and retried on
+/// the next pass; they do not stop the pass.
+async fn guard(share: &ImageShare, ctx: &Context, sessions: &Sessions<'_>) -> Option<String> {
+    let wanted = credentials::needs_guard(share);
+    let mut guarded = match wanted {
+        Some(name) => match sessions.guard(name).await {
+            Ok(true) => Some(name.to_string()),
+            Ok(false) => None,
+            Err(e) => {
+                warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
+                None
+            }
+        },
+        None => None,
+    };
+    let recorded = share.status.as_ref().and_then(|s| s.guarded_secret.clone());
+    if let Some(old) = recorded.filter(|old| Some(old.as_str()) != wanted) {
+        let release = if credentials::needed_by_others(share, &old, &ctx.store.state()) {
+            Ok(())
+        } else {
+            sessions.release(&old).await
+        };
+        if let Err(e) = release {
+            warn!(secret = %old, error = %e, "could not release the deletion guard; retrying next pass");
+            // Keep remembering it until it is released.
+            guarded = Some(old);
+        }
+    }
+    guarded
+}
+
+/// Records the grown ledger (and the resolved images, so other objects see the claim)
+/// before any member is added, so a crash after an add cannot forget it.
+async fn record_ledger(
+    share: &ImageShare,
+    api: &Api<ImageShare>,
+    observed: &Observed,
+    plan: &Plan,
+    guarded_secret: Option<String>,
+) -> Result<(), Error> {
+    let mut status = share.status.clone().unwrap_or_default();
+    status.ledger = plan.ledger.to_entries();
+    status.guarded_secret = guarded_secret;
+    status.images = observed
+        .images
+        .iter()
+        .map(|i| ImageStatus {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            visibility: i.visibility.clone(),
+        })
+        .collect();
+    patch_status(share, api, &status).await
+}
+
+/// Builds and (only if changed) writes the status; emits an Event when Ready's reason changes.
+async fn write_status(
+    share: &ImageShare,
+    api: &Api<ImageShare>,
+    ctx: &Context,
+    pass: Result<&Report, &Failure>,
+) -> Result<ImageShareStatus, Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let previous = share.status.as_ref();
+    let mut new = status::build(&share.spec, share.metadata.generation, pass, previous, &now);
+    if !status::needs_write(previous, &new) {
+        return Ok(new);
+    }
+    new.last_sync_time = Some(now);
+    patch_status(share, api, &new).await?;
+
+    let old_reason = share.ready_condition().map(|c| c.reason.clone());
+    if let Some(ready) = new.conditions.first()
+        && old_reason.as_deref() != Some(ready.reason.as_str())
+    {
+        let warning = Reason::parse(&ready.reason).is_none_or(Reason::needs_attention);
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        info!(reason = %ready.reason, message = %ready.message, "ready changed");
+        events::publish(share, ctx, type_, &ready.reason, &ready.message).await;
+    }
+    Ok(new)
+}
+
+/// The one status writer: a server-side apply of the whole status under [`MANAGER`].
+async fn patch_status(
+    share: &ImageShare,
+    api: &Api<ImageShare>,
+    status: &ImageShareStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "apiVersion": ImageShare::api_version(&()),
+        "kind": ImageShare::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &share.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The object's resync period (spec, else the operator default), kept within 30s..24h even
+/// if the CRD's validation was bypassed.
+fn resync_period(share: &ImageShare, ctx: &Context) -> Duration {
+    share
+        .spec
+        .resync_period
+        .as_deref()
+        .and_then(backoff::parse_duration)
+        .unwrap_or(ctx.default_resync)
+        .clamp(Duration::from_secs(30), Duration::from_secs(24 * 3600))
+}
+
+/// A dry run of one pass (the `plan` command): resolves the image(s), reads the members and
+/// returns what a pass would observe and do, given all ImageShares (for overlaps). Changes
+/// nothing; `Err` is the failure that would stop the pass.
+pub async fn preview(
+    client: &kube::Client,
+    clouds: &crate::openstack::Clouds,
+    share: &ImageShare,
+    all: &[std::sync::Arc<ImageShare>],
+) -> Result<(Observed, overlap::Claims, Plan), Failure> {
+    let mut sessions = Sessions::new(client, clouds, share);
+    let observed = observe::observe(share, &mut sessions).await?;
+    let claims = overlap::claims(share, all);
+    let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
+    let plan = plan::plan(
+        &share.spec,
+        &observed.images,
+        &ledger,
+        &claims,
+        &Default::default(),
+    );
+    Ok((observed, claims, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MemberStatus;
+    use crate::controller::fixtures::image;
+
+    const RESYNC: Duration = Duration::from_secs(600);
+
+    fn report(outcomes: Vec<Outcome>) -> Report {
+        Report {
+            observed: Observed {
+                images: vec![image("img", &[("a", MemberStatus::Pending)])],
+                ..Observed::default()
+            },
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| {
+                    (
+                        Step::Remove {
+                            image: "img".into(),
+                            project: "a".into(),
+                        },
+                        o,
+                    )
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_quiet_pass_comes_back_at_the_resync_period() {
+        assert_eq!(next(Ok(&report(vec![])), RESYNC), Next::After(RESYNC));
+    }
+
+    #[test]
+    fn a_pass_that_changed_glance_confirms_shortly() {
+        let done = report(vec![Outcome::Done]);
+        assert_eq!(next(Ok(&done), RESYNC), Next::After(CONFIRM_AFTER));
+    }
+
+    #[test]
+    fn a_transient_fault_backs_off_with_the_servers_retry_after() {
+        let mut failure = Failure::transient("429");
+        failure.retry_after = Some(Duration::from_secs(42));
+        let mixed = report(vec![Outcome::Done, Outcome::Failed(failure.clone())]);
+        assert_eq!(
+            next(Ok(&mixed), RESYNC),
+            Next::Backoff {
+                retry_after: Some(Duration::from_secs(42)),
+                progressed: true
+            }
+        );
+        assert_eq!(
+            next(Err(&failure), RESYNC),
+            Next::Backoff {
+                retry_after: Some(Duration::from_secs(42)),
+                progressed: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_terminal_failure_waits_for_the_resync_not_a_hot_loop() {
+        let failure = Failure::new(Reason::CredentialsInvalid, "refused");
+        assert_eq!(next(Err(&failure), RESYNC), Next::After(RESYNC));
+    }
+
+    #[test]
+    fn deferred_removals_retry_soon() {
+        let mut deferred = report(vec![]);
+        deferred.deferred = true;
+        assert_eq!(next(Ok(&deferred), RESYNC), Next::After(DEFERRED_RETRY));
+    }
+
+    #[test]
+    fn a_held_status_comes_back_when_its_hold_ends() {
+        let mut held = report(vec![]);
+        held.held.insert(
+            ("img".into(), "a".into()),
+            Held {
+                reverts: 2,
+                left: Duration::from_secs(30),
+            },
+        );
+        assert_eq!(
+            next(Ok(&held), RESYNC),
+            Next::After(Duration::from_secs(30))
+        );
+    }
+}
