@@ -3,6 +3,7 @@
 //! it). Each test works in its own namespace and its own images, so tests run in parallel.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
+mod revocation;
 mod support;
 
 use std::time::Duration;
@@ -10,14 +11,6 @@ use std::time::Duration;
 use imageshare::api::{MemberPhase, MemberStatus};
 use serde_json::json;
 use support::*;
-
-fn creds(secret: &str) -> serde_json::Value {
-    json!({"credentialsRef": {"secretName": secret, "cloudName": "openstack"}})
-}
-
-fn unique(prefix: &str) -> String {
-    format!("e2e-{prefix}-{:08x}", fastrand::u32(..))
-}
 
 #[tokio::test]
 async fn two_consumers_one_accepted_with_its_credentials_one_left_to_the_consumer() {
@@ -689,6 +682,10 @@ async fn operator_service_account_has_no_rights_beyond_deploy_rbac() {
     };
     assert!(can("watch", "imageshare.dev", "imageshares").await);
     assert!(can("get", "", "secrets").await);
+    // patch sets the deletion-guard finalizer; nothing else may change a Secret.
+    assert!(can("patch", "", "secrets").await);
+    assert!(!can("update", "", "secrets").await);
+    assert!(!can("delete", "", "secrets").await);
     assert!(!can("create", "", "secrets").await);
     assert!(!can("delete", "imageshare.dev", "imageshares").await);
     assert!(!can("list", "", "pods").await);

@@ -56,6 +56,16 @@ pub fn clouds_yaml_for(identity: &str, password: Option<&str>) -> String {
     serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
 }
 
+/// A `credentialsRef` source for the Secret `secret` of a [`TestNs`], cloud `openstack`.
+pub fn creds(secret: &str) -> Value {
+    json!({"credentialsRef": {"secretName": secret, "cloudName": "openstack"}})
+}
+
+/// A name no other test or run uses (`e2e-<prefix>-<random>`), for images and tags.
+pub fn unique(prefix: &str) -> String {
+    format!("e2e-{prefix}-{:08x}", fastrand::u32(..))
+}
+
 /// Admin kube client (cluster-admin through the stack's static token).
 pub async fn admin() -> Client {
     let path = state_dir().join("kubeconfig");
@@ -189,6 +199,29 @@ impl TestNs {
         })
         .await;
         assert!(gone.is_some(), "{name} still exists after {timeout:?}");
+    }
+
+    /// Deletes the whole namespace and waits until the apiserver no longer has it (the
+    /// namespace controller has deleted its content and every finalizer was released).
+    /// Panics with the namespace's last status on timeout.
+    pub async fn delete_namespace_and_wait_gone(&self, timeout: Duration) {
+        let namespaces = Api::<Namespace>::all(self.client.clone());
+        namespaces
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .expect("delete namespace");
+        let gone = wait_until(timeout, || async {
+            matches!(namespaces.get_opt(&self.name).await, Ok(None)).then_some(())
+        })
+        .await;
+        if gone.is_none() {
+            let last = namespaces.get_opt(&self.name).await.ok().flatten();
+            panic!(
+                "namespace {} still exists after {timeout:?}; last status: {:#?}",
+                self.name,
+                last.and_then(|ns| ns.status)
+            );
+        }
     }
 
     /// Event reasons recorded for an object.
@@ -411,6 +444,18 @@ impl Os {
             )
             .await;
         assert_eq!(code, 200, "set member status: {body}");
+    }
+
+    /// Removes one tag from an image (as its owner).
+    pub async fn remove_tag(&self, image: &str, tag: &str) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/images/{image}/tags/{tag}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204, "remove tag {tag}: {body}");
     }
 
     /// IDs of the images this identity's default image list shows.

@@ -1,0 +1,345 @@
+//! Revocation: access to an image is revoked only by deleting the member, so every way a
+//! declared (image, project) pair can leave an ImageShare's ledger must delete it from Glance
+//! — in Additive mode too — and no order of deletion (Secret first, whole namespace) may leak
+//! a member. Consumer-only ImageShares never shield a member from another object's removal.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::json;
+
+use crate::support::*;
+
+/// The finalizer the operator puts on a producer credentials Secret while an ImageShare with
+/// deletionPolicy Delete may still need it to remove members.
+const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use";
+
+/// How long a namespace may take to go away: the namespace controller's sweep, the
+/// operator's cleanup of each ImageShare, then the release of the Secrets' finalizers.
+const NAMESPACE_GONE: Duration = Duration::from_secs(90);
+
+/// The Secret `name` of `t`, terminating or not; None once the apiserver no longer has it.
+async fn secret(t: &TestNs, name: &str) -> Option<Secret> {
+    t.secrets().get_opt(name).await.expect("get secret")
+}
+
+#[tokio::test]
+async fn consumer_only_imageshare_in_another_namespace_does_not_shield_a_member_from_exclusive() {
+    let t = TestNs::new("shield").await;
+    let other = TestNs::new("shield-other").await;
+    let producer = Os::login("producer").await;
+    let image = producer
+        .create_image(&unique("shield"), "shared", &[])
+        .await;
+    let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
+    // Shared by hand; consumer-b accepted it, and manages its acceptance declaratively.
+    producer.add_member(&image, &b).await;
+    Os::login("consumer-b")
+        .await
+        .set_status(&image, &b, "accepted")
+        .await;
+    other
+        .create(
+            "accept",
+            json!({"image": {"id": image}, "members": [
+                {"project": b, "status": "accepted", "consumer": creds("consumer-b-cloud")},
+            ]}),
+        )
+        .await;
+    other.wait_reason("accept", "InSync", CONVERGE).await;
+
+    t.create(
+        "exclusive",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "membership": "Exclusive", "members": [{"project": a}]}),
+    )
+    .await;
+    let removed = wait_until(CONVERGE, || async {
+        (!producer.members(&image).await.contains_key(&b)).then_some(())
+    })
+    .await;
+    assert!(
+        removed.is_some(),
+        "a consumer-only ImageShare shielded consumer-b from Exclusive: {:?}",
+        producer.members(&image).await
+    );
+    let share = t.wait_reason("exclusive", "InSync", CONVERGE).await;
+    assert_eq!(
+        share.status.unwrap().members_in_sync.as_deref(),
+        Some("1/1")
+    );
+    let members = producer.members(&image).await;
+    assert_eq!(
+        members.keys().collect::<Vec<_>>(),
+        [&a],
+        "only the declared member stays: {members:?}"
+    );
+    let reasons = t.event_reasons("exclusive").await;
+    assert!(reasons.iter().any(|r| r == "MemberRemoved"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
+    let t = TestNs::new("secret-first").await;
+    let producer = Os::login("producer").await;
+    let image = producer
+        .create_image(&unique("secfirst"), "shared", &[])
+        .await;
+    let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}, {"project": b}]}),
+    )
+    .await;
+    let share = t.wait_reason("share", "InSync", CONVERGE).await;
+    assert_eq!(producer.members(&image).await.len(), 2);
+    assert_eq!(
+        share.status.unwrap().guarded_secret.as_deref(),
+        Some("producer-cloud")
+    );
+    // Guarded before the first member was added, so it is there once the object is InSync.
+    let guarded = secret(&t, "producer-cloud").await.expect("secret exists");
+    let finalizers = guarded.metadata.finalizers.unwrap_or_default();
+    assert!(
+        finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER),
+        "producer-cloud lacks {CREDENTIALS_FINALIZER}: {finalizers:?}"
+    );
+    let unused = secret(&t, "consumer-a-cloud").await.expect("secret exists");
+    let unused_finalizers = unused.metadata.finalizers.unwrap_or_default();
+    assert!(
+        unused_finalizers.is_empty(),
+        "a Secret no ImageShare references must not be guarded: {unused_finalizers:?}"
+    );
+
+    t.delete_secret("producer-cloud").await;
+    // A full pass of the ImageShare with the Secret terminating: it still works with it, and
+    // keeps the Secret for its cleanup.
+    t.patch_spec("share", json!({"resyncPeriod": "30s"})).await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    let terminating = secret(&t, "producer-cloud")
+        .await
+        .expect("the Secret must stay while the ImageShare needs it");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+
+    t.delete_and_wait_gone("share", CONVERGE).await;
+    let members = producer.members(&image).await;
+    assert!(members.is_empty(), "members leaked: {members:?}");
+    let released = wait_until(CONVERGE, || async {
+        secret(&t, "producer-cloud").await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        released.is_some(),
+        "producer-cloud was not released after its last ImageShare went: {:?}",
+        secret(&t, "producer-cloud")
+            .await
+            .and_then(|s| s.metadata.finalizers)
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_namespace_removes_the_members() {
+    let t = TestNs::new("ns-delete").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("nsdel"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    assert!(producer.members(&image).await.contains_key(&a));
+
+    t.delete_namespace_and_wait_gone(NAMESPACE_GONE).await;
+    let members = producer.members(&image).await;
+    assert!(members.is_empty(), "members leaked: {members:?}");
+}
+
+#[tokio::test]
+async fn member_removed_from_the_spec_loses_access_in_additive_mode() {
+    let t = TestNs::new("spec-remove").await;
+    let producer = Os::login("producer").await;
+    let image = producer
+        .create_image(&unique("specrm"), "shared", &[])
+        .await;
+    let (a, b, c) = (
+        project_id("consumer-a"),
+        project_id("consumer-b"),
+        project_id("consumer-c"),
+    );
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}, {"project": b}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    producer.add_member(&image, &c).await;
+
+    t.patch_spec("share", json!({"members": [{"project": a}]}))
+        .await;
+    let revoked = wait_until(CONVERGE, || async {
+        (!producer.members(&image).await.contains_key(&b)).then_some(())
+    })
+    .await;
+    assert!(
+        revoked.is_some(),
+        "consumer-b kept access after leaving spec.members: {:?}",
+        producer.members(&image).await
+    );
+    let members = producer.members(&image).await;
+    assert!(members.contains_key(&a), "{members:?}");
+    assert!(
+        members.contains_key(&c),
+        "a member added by hand must stay in Additive mode: {members:?}"
+    );
+    let share = t.wait_reason("share", "InSync", CONVERGE).await;
+    let status = share.status.unwrap();
+    assert_eq!(status.members_in_sync.as_deref(), Some("1/1"));
+    assert!(status.members.iter().all(|m| m.project == a), "{status:?}");
+    assert!(
+        !status.ledger.is_empty() && status.ledger.iter().all(|e| e.projects == [a.as_str()]),
+        "the ledger must hold only what the spec still declares: {:?}",
+        status.ledger
+    );
+    let reasons = t.event_reasons("share").await;
+    assert!(reasons.iter().any(|r| r == "MemberRemoved"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn changing_spec_image_revokes_the_old_image() {
+    let t = TestNs::new("image-change").await;
+    let producer = Os::login("producer").await;
+    let (old, new) = (
+        producer.create_image(&unique("old"), "shared", &[]).await,
+        producer.create_image(&unique("new"), "shared", &[]).await,
+    );
+    let a = project_id("consumer-a");
+    t.create(
+        "share",
+        json!({"image": {"id": old}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    assert!(producer.members(&old).await.contains_key(&a));
+
+    t.patch_spec("share", json!({"image": {"id": new}})).await;
+    let moved = wait_until(CONVERGE, || async {
+        (producer.members(&old).await.is_empty() && producer.members(&new).await.contains_key(&a))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        moved.is_some(),
+        "old image members {:?}, new image members {:?}",
+        producer.members(&old).await,
+        producer.members(&new).await
+    );
+    let share = t.wait_reason("share", "InSync", CONVERGE).await;
+    let status = share.status.unwrap();
+    assert_eq!(
+        status
+            .images
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        [new.as_str()]
+    );
+    assert!(status.members.iter().all(|m| m.image == new), "{status:?}");
+    assert!(
+        !status.ledger.is_empty() && status.ledger.iter().all(|e| e.images == [new.as_str()]),
+        "the ledger must forget the old image once revoked: {:?}",
+        status.ledger
+    );
+}
+
+#[tokio::test]
+async fn image_retagged_out_of_the_selector_loses_its_members() {
+    let t = TestNs::new("retag").await;
+    let producer = Os::login("producer").await;
+    let tag = unique("tag");
+    let (leaving, staying) = (
+        producer
+            .create_image(&unique("leaving"), "shared", &[&tag])
+            .await,
+        producer
+            .create_image(&unique("staying"), "shared", &[&tag])
+            .await,
+    );
+    let a = project_id("consumer-a");
+    t.create(
+        "sel",
+        json!({"image": {"selector": {"tags": [tag]}}, "producer": creds("producer-cloud"),
+            "resyncPeriod": "30s", "members": [{"project": a}]}),
+    )
+    .await;
+    let share = t.wait_reason("sel", "InSync", CONVERGE).await;
+    assert_eq!(share.status.unwrap().images.len(), 2);
+    assert!(producer.members(&leaving).await.contains_key(&a));
+    assert!(producer.members(&staying).await.contains_key(&a));
+
+    // Glance has no watch API: only the resync notices the image left the selection.
+    producer.remove_tag(&leaving, &tag).await;
+    let revoked = wait_until(RESYNC, || async {
+        producer.members(&leaving).await.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        revoked.is_some(),
+        "the image that left the selector kept its members: {:?}",
+        producer.members(&leaving).await
+    );
+    assert!(producer.members(&staying).await.contains_key(&a));
+    let reported = wait_until(CONVERGE, || async {
+        let share = t.shares().get("sel").await.expect("get imageshare");
+        let status = share.status?;
+        (status.images.len() == 1 && status.images[0].id == staying).then_some(())
+    })
+    .await;
+    assert!(
+        reported.is_some(),
+        "status still lists the image that left the selector: {:?}",
+        t.shares().get("sel").await.unwrap().status
+    );
+    let share = t.wait_reason("sel", "InSync", CONVERGE).await;
+    let reasons = t.event_reasons("sel").await;
+    assert!(reasons.iter().any(|r| r == "MemberRemoved"), "{reasons:?}");
+    assert_eq!(
+        share.status.unwrap().members_in_sync.as_deref(),
+        Some("1/1")
+    );
+}
+
+#[tokio::test]
+async fn renaming_spec_image_name_to_an_image_that_does_not_exist_revokes_the_old_one() {
+    let t = TestNs::new("rename-missing").await;
+    let producer = Os::login("producer").await;
+    let name = unique("named");
+    let image = producer.create_image(&name, "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "share",
+        json!({"image": {"name": name}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    assert!(producer.members(&image).await.contains_key(&a));
+
+    t.patch_spec("share", json!({"image": {"name": unique("missing")}}))
+        .await;
+    t.wait_reason("share", "ImageNotFound", CONVERGE).await;
+    let revoked = wait_until(CONVERGE, || async {
+        producer.members(&image).await.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        revoked.is_some(),
+        "the image no longer named kept its members: {:?}",
+        producer.members(&image).await
+    );
+}
