@@ -18,14 +18,16 @@ const REVERTS_BEFORE_HOLD: u32 = 2;
 const HOLD_BASE: Duration = Duration::from_secs(30);
 /// Longest wait between attempts.
 const HOLD_MAX: Duration = Duration::from_secs(3600);
+/// A status seen as desired this long after the operator set it ends the fight.
+const SETTLED_AFTER: Duration = Duration::from_secs(30);
 
 /// The history of one contested pair.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Contest {
     /// Times the status was found changed back after the operator set it.
     pub reverts: u32,
-    /// The operator set the status in its last attempt and has not seen it since.
-    pub set_last: bool,
+    /// When the operator last set the status, until a revert is seen.
+    pub set_at: Option<Instant>,
     /// No new attempt before this instant.
     pub hold_until: Option<Instant>,
 }
@@ -40,6 +42,8 @@ pub enum Verdict {
     Held {
         /// Reverts seen so far.
         reverts: u32,
+        /// The length of the current hold.
+        wait: Duration,
         /// Time left before the next attempt.
         left: Duration,
         /// This observation began the hold.
@@ -56,12 +60,19 @@ impl Contest {
         in_sync: bool,
         now: Instant,
     ) -> (Option<Contest>, Verdict) {
-        let Some(mut c) = prev.filter(|_| !in_sync) else {
+        let Some(mut c) = prev else {
             return (None, Verdict::Free);
         };
+        if in_sync {
+            // Right after a set (the pass that confirms it) the other writer may not have
+            // acted yet: the fight is over only once the status held for a while.
+            let recent = c
+                .set_at
+                .is_some_and(|t| now.saturating_duration_since(t) < SETTLED_AFTER);
+            return (recent.then_some(c), Verdict::Free);
+        }
         let mut started = false;
-        if c.set_last {
-            c.set_last = false;
+        if c.set_at.take().is_some() {
             c.reverts = c.reverts.saturating_add(1);
             if c.reverts >= REVERTS_BEFORE_HOLD {
                 c.hold_until = Some(now + hold(c.reverts));
@@ -71,6 +82,7 @@ impl Contest {
         let verdict = match c.hold_until {
             Some(until) if until > now => Verdict::Held {
                 reverts: c.reverts,
+                wait: hold(c.reverts),
                 left: until - now,
                 started,
             },
@@ -79,10 +91,10 @@ impl Contest {
         (Some(c), verdict)
     }
 
-    /// The history after the operator set the status again.
-    pub fn set(prev: Option<Contest>) -> Contest {
+    /// The history after the operator set the status (again) at `now`.
+    pub fn set(prev: Option<Contest>, now: Instant) -> Contest {
         Contest {
-            set_last: true,
+            set_at: Some(now),
             hold_until: None,
             ..prev.unwrap_or_default()
         }
@@ -120,11 +132,11 @@ impl Book {
         verdict
     }
 
-    /// Records that the operator set the status of `pair`.
-    pub fn set(&self, key: &ObjectRef<ImageShare>, pair: &Pair) {
+    /// Records that the operator set the status of `pair` at `now`.
+    pub fn set(&self, key: &ObjectRef<ImageShare>, pair: &Pair, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let id = (key.clone(), pair.clone());
-        let next = Contest::set(entries.get(&id).copied());
+        let next = Contest::set(entries.get(&id).copied(), now);
         entries.insert(id, next);
     }
 
@@ -146,7 +158,7 @@ mod tests {
         let mut state = None;
         let mut verdict = Verdict::Free;
         for _ in 0..rounds {
-            state = Some(Contest::set(state));
+            state = Some(Contest::set(state, now));
             (state, verdict) = Contest::observe(state, false, now);
         }
         (state, verdict)
@@ -166,6 +178,7 @@ mod tests {
             second,
             Verdict::Held {
                 reverts: 2,
+                wait: Duration::from_secs(30),
                 left: Duration::from_secs(30),
                 started: true
             }
@@ -182,10 +195,26 @@ mod tests {
     fn the_hold_ends_and_a_status_that_stays_set_forgets_the_fight() {
         let now = Instant::now();
         let (state, _) = fight(3, now);
-        let (state, later) = Contest::observe(state, false, now + Duration::from_secs(61));
-        assert_eq!(later, Verdict::Free, "time for a new attempt");
-        let (state, settled) = Contest::observe(Some(Contest::set(state)), true, now);
-        assert_eq!((state, settled), (None, Verdict::Free));
+        let later = now + Duration::from_secs(61);
+        let (state, verdict) = Contest::observe(state, false, later);
+        assert_eq!(verdict, Verdict::Free, "time for a new attempt");
+        let state = Some(Contest::set(state, later));
+        // The pass right after the set sees it in sync: not over yet.
+        let (state, verdict) = Contest::observe(state, true, later + Duration::from_secs(1));
+        assert_eq!(verdict, Verdict::Free);
+        assert_eq!(state.map(|c| c.reverts), Some(3));
+        // Still as desired half a minute later: the fight is forgotten.
+        let (state, _) = Contest::observe(state, true, later + SETTLED_AFTER);
+        assert_eq!(state, None);
+    }
+
+    #[test]
+    fn a_revert_after_a_confirming_pass_still_counts() {
+        let now = Instant::now();
+        let state = Some(Contest::set(None, now));
+        let (state, _) = Contest::observe(state, true, now + Duration::from_millis(30));
+        let (state, _) = Contest::observe(state, false, now + Duration::from_secs(5));
+        assert_eq!(state.map(|c| c.reverts), Some(1));
     }
 
     #[test]

@@ -149,7 +149,7 @@ async fn run(
         report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
         for (step, outcome) in &report.outcomes {
             if let (Step::SetStatus { .. }, Outcome::Done) = (step, outcome) {
-                ctx.contests.set(&key, &step.pair());
+                ctx.contests.set(&key, &step.pair(), Instant::now());
             }
         }
         report.ledger = plan.ledger_after(&report.outcomes);
@@ -180,6 +180,7 @@ async fn contests(
             let verdict = ctx.contests.observe(key, &pair, *current == desired, now);
             if let Verdict::Held {
                 reverts,
+                wait,
                 left,
                 started,
             } = verdict
@@ -195,7 +196,14 @@ async fn contests(
                     warn!(image_id = %image.id, project = %member.project, reverts, "status contested");
                     events::publish(share, ctx, EventType::Warning, "StatusContested", &note).await;
                 }
-                held.insert(pair, Held { reverts, left });
+                held.insert(
+                    pair,
+                    Held {
+                        reverts,
+                        wait,
+                        left,
+                    },
+                );
             }
         }
     }
@@ -428,6 +436,7 @@ mod tests {
             ("img".into(), "a".into()),
             Held {
                 reverts: 2,
+                wait: Duration::from_secs(30),
                 left: Duration::from_secs(30),
             },
         );

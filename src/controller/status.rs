@@ -25,6 +25,8 @@ pub const MAX_ROWS: usize = 200;
 pub struct Held {
     /// Reverts seen so far.
     pub reverts: u32,
+    /// The length of the current hold (stable across passes, unlike `left`).
+    pub wait: Duration,
     /// Time left before the next attempt.
     pub left: Duration,
 }
@@ -300,9 +302,10 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     MemberPhase::Contested,
                     Some(Reason::Conflict),
                     Some(format!(
-                        "another client changed the status back {} times; next attempt in {}s",
+                        "another client changed the status back {} times; the operator now \
+                         waits {}s before each new attempt",
                         held.reverts,
-                        held.left.as_secs()
+                        held.wait.as_secs()
                     )),
                 )
             } else if awaiting {
@@ -843,7 +846,8 @@ mod tests {
                 ("img".to_string(), "a".to_string()),
                 Held {
                     reverts: 3,
-                    left: Duration::from_secs(60),
+                    wait: Duration::from_secs(60),
+                    left: Duration::from_secs(42),
                 },
             )]),
             ..Report::default()

@@ -166,6 +166,21 @@ impl TestNs {
             .expect("patch imageshare");
     }
 
+    /// Makes the operator run a pass of the ImageShare now (as a resync would) by changing an
+    /// annotation: Glance has no watch API, so drift is otherwise noticed at the next resync.
+    pub async fn poke(&self, name: &str) {
+        let patch =
+            json!({"metadata": {"annotations": {"e2e/poke": fastrand::u64(..).to_string()}}});
+        self.shares()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .expect("annotate imageshare");
+    }
+
     /// Waits until the ImageShare's Ready condition has `reason` for the current generation;
     /// returns the object. Panics with the last status seen on timeout.
     pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> ImageShare {
