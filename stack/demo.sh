@@ -35,5 +35,9 @@ The stack and the operator keep running ('make down' stops them). Try:
   openstack --os-cloud producer image member list demo-golden-ubuntu
   openstack --os-cloud consumer-a image set --reject \$(openstack --os-cloud producer image show -f value -c id demo-golden-ubuntu)
       # drift: the operator puts it back to accepted on the next resync (1m)
+  kubectl -n demo patch imageshare golden-ubuntu --type json -p '[{"op":"remove","path":"/spec/members/1"}]'
+      # revocation: consumer-b loses the image (see status.ledger and the MemberRemoved Event)
+  kubectl delete namespace demo
+      # every member the examples added is removed; the Secrets wait for it (finalizer)
   Operator log: $LOG_DIR/operator.log   metrics: curl http://127.0.0.1:$OPERATOR_PORT/metrics
 EOF
