@@ -38,6 +38,7 @@ The stack and the operator keep running ('make down' stops them). Try:
   kubectl -n demo patch imageshare golden-ubuntu --type json -p '[{"op":"remove","path":"/spec/members/1"}]'
       # revocation: consumer-b loses the image (see status.ledger and the MemberRemoved Event)
   kubectl delete namespace demo
-      # every member the examples added is removed; the Secrets wait for it (finalizer)
+      # golden-ubuntu (Delete) takes its members with it, all-golden (Orphan) leaves its own;
+      # the producer Secret waits for the cleanup (finalizer imageshare.dev/credentials-in-use)
   Operator log: $LOG_DIR/operator.log   metrics: curl http://127.0.0.1:$OPERATOR_PORT/metrics
 EOF
