@@ -39,6 +39,6 @@ The stack and the operator keep running ('make down' stops them). Try:
       # revocation: consumer-b loses the image (see status.ledger and the MemberRemoved Event)
   kubectl delete namespace demo
       # golden-ubuntu (Delete) takes its members with it, all-golden (Orphan) leaves its own;
-      # the producer Secret waits for the cleanup (finalizer imageshare.dev/credentials-in-use)
+      # the producer Secret waits for the cleanup (finalizer imageshare.dev/credentials-in-use-<uid>)
   Operator log: $LOG_DIR/operator.log   metrics: curl http://127.0.0.1:$OPERATOR_PORT/metrics
 EOF

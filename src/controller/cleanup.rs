@@ -15,7 +15,7 @@ use super::credentials::{self, Sessions};
 use super::ledger::Ledger;
 use super::plan::cleanup_plan;
 use super::{Context, DEFERRED_RETRY, Error, events, overlap};
-use crate::api::{DeletionPolicy, ImageShare};
+use crate::api::{DeletionPolicy, ImageShare, Reason};
 
 /// How long a Delete cleanup may keep failing transiently before the finalizer is released.
 pub const GIVE_UP: Duration = Duration::from_secs(15 * 60);
@@ -44,7 +44,7 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
             })
             .collect();
         let transient = failures.iter().find(|(_, f)| f.is_transient());
-        if (transient.is_some() || plan.deferred) && deleting_for(share) < GIVE_UP {
+        if (transient.is_some() || plan.deferred) && deleting_for(share, ctx) < GIVE_UP {
             let (message, retry_after) = match transient {
                 Some((step, f)) => (format!("{step}: {}", f.message), f.retry_after),
                 None => (
@@ -56,54 +56,52 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
             };
             return Err(Error::CleanupPending(message, retry_after));
         }
-        if let Some((step, failure)) = failures.first() {
+        let left = failures.len() + plan.waiting;
+        if left > 0 {
+            let (reason, first) = match failures.first() {
+                Some((step, f)) => (f.reason.as_str(), format!("{step}: {}", f.message)),
+                None => (
+                    Reason::Conflict.as_str(),
+                    "another ImageShare that may declare them was never processed".to_string(),
+                ),
+            };
             let note = format!(
-                "{} member(s) may be left in Glance; finalizer released; first: {step}: {}",
-                failures.len(),
-                failure.message
+                "{left} member(s) may be left in Glance; finalizer released; first: {first}"
             );
-            warn!(reason = %failure.reason, note = %note, "cleanup gave up");
-            events::publish(
-                share,
-                ctx,
-                EventType::Warning,
-                failure.reason.as_str(),
-                &note,
-            )
-            .await;
+            warn!(reason, note = %note, "cleanup gave up");
+            events::publish(share, ctx, EventType::Warning, reason, &note).await;
         }
     }
-    // The guard: the Secret this object recorded, and the one its spec names now.
-    let recorded = share
-        .status
-        .as_ref()
-        .and_then(|s| s.guarded_secret.as_deref());
+    // The guard: the Secrets this object recorded, and the one its spec names now.
+    let finalizer = credentials::guard_finalizer(share);
+    let recorded = share.status.iter().flat_map(|s| &s.guarded_secrets);
     let current = share
         .spec
         .producer
-        .as_ref()
-        .map(|p| p.credentials_ref.secret_name.as_str());
+        .iter()
+        .map(|p| &p.credentials_ref.secret_name);
     for name in recorded
-        .into_iter()
-        .chain(current.filter(|c| Some(*c) != recorded))
+        .chain(current)
+        .collect::<std::collections::BTreeSet<_>>()
     {
-        if !credentials::needed_by_others(share, name, &all) {
-            sessions.release(name).await?;
-        }
+        sessions.release(name, &finalizer).await?;
     }
     ctx.backoff.reset(&key);
     Ok(Action::await_change())
 }
 
-/// How long ago the object was marked for deletion.
-fn deleting_for(share: &ImageShare) -> Duration {
+/// How long the operator has been trying to clean up: since the object was marked for
+/// deletion, or since this operator started if that was later (an operator that was down
+/// for a while still gets its full retry time).
+fn deleting_for(share: &ImageShare, ctx: &Context) -> Duration {
     share
         .metadata
         .deletion_timestamp
         .as_ref()
         .map(|t| {
+            let since = t.0.max(ctx.started);
             let secs = k8s_openapi::jiff::Timestamp::now()
-                .duration_since(t.0)
+                .duration_since(since)
                 .as_secs();
             Duration::from_secs(secs.max(0).unsigned_abs())
         })

@@ -1,7 +1,9 @@
 //! Credentials stage (I/O): reads the credential Secrets an ImageShare references into
 //! OpenStack sessions (each Secret once per pass), and keeps the deletion guard on the
-//! producer Secret: the finalizer [`GUARD`] that keeps it readable until every ImageShare
-//! that needs it to remove members is gone, whatever the order of deletion.
+//! producer Secret: a finalizer per ImageShare ([`guard_finalizer`]) that keeps the Secret
+//! readable until that object has removed its members, whatever the order of deletion.
+//! Each object adds and removes only its own finalizer (server-side apply under its own
+//! field manager), so objects sharing a Secret never have to agree on who releases it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-use super::{FINALIZER, Failure};
+use super::Failure;
 use crate::api::{CredentialsRef, DeletionPolicy, ImageShare, Reason};
 use crate::openstack::{CloudConfig, Clouds, Session};
 
@@ -18,8 +20,14 @@ use crate::openstack::{CloudConfig, Clouds, Session};
 pub const CLOUDS_KEY: &str = "clouds.yaml";
 /// Optional key in the credentials Secret holding a PEM CA bundle.
 pub const CACERT_KEY: &str = "cacert";
-/// Finalizer on a producer Secret while an ImageShare may need it to remove members.
-pub const GUARD: &str = "imageshare.dev/credentials-in-use";
+/// Prefix of the finalizer an ImageShare puts on its producer Secret while it may need it
+/// to remove members; the object's uid completes it.
+pub const GUARD_PREFIX: &str = "imageshare.dev/credentials-in-use-";
+
+/// The deletion-guard finalizer of `share` (`imageshare.dev/credentials-in-use-<uid>`).
+pub fn guard_finalizer(share: &ImageShare) -> String {
+    format!("{GUARD_PREFIX}{}", share.uid().unwrap_or_default())
+}
 
 /// Sessions opened during one pass, so each Secret is read once per pass.
 pub struct Sessions<'a> {
@@ -96,53 +104,57 @@ impl<'a> Sessions<'a> {
         Ok(self.clouds.session(&config))
     }
 
-    /// Puts the deletion guard on Secret `name` (read in this pass) unless it is there, or
-    /// the Secret is already being deleted (no finalizer can be added then). Returns whether
-    /// the Secret carries the guard afterwards.
-    pub async fn guard(&self, name: &str) -> Result<bool, kube::Error> {
+    /// Puts `finalizer` on Secret `name` (read in this pass) unless it is there, or the
+    /// Secret is already being deleted (no finalizer can be added then). Returns whether the
+    /// Secret carries it afterwards.
+    pub async fn guard(&self, name: &str, finalizer: &str) -> Result<bool, kube::Error> {
         let Some(meta) = self.metadata.get(name) else {
             return Ok(false);
         };
-        let mut finalizers = meta.finalizers.clone().unwrap_or_default();
-        if finalizers.iter().any(|f| f == GUARD) {
+        if meta.finalizers.iter().flatten().any(|f| f == finalizer) {
             return Ok(true);
         }
         if meta.deletion_timestamp.is_some() {
             return Ok(false);
         }
-        finalizers.push(GUARD.to_string());
-        self.set_finalizers(name, meta, finalizers).await?;
+        self.apply_finalizers(name, finalizer, &[finalizer]).await?;
         Ok(true)
     }
 
-    /// Takes the deletion guard off Secret `name` (a Secret that is gone needs nothing).
-    pub async fn release(&self, name: &str) -> Result<(), kube::Error> {
+    /// Takes `finalizer` off Secret `name` (a Secret that is gone needs nothing).
+    pub async fn release(&self, name: &str, finalizer: &str) -> Result<(), kube::Error> {
         let Some(meta) = self.secrets.get_metadata_opt(name).await? else {
             return Ok(());
         };
-        let meta = meta.metadata;
-        let finalizers = meta.finalizers.clone().unwrap_or_default();
-        if !finalizers.iter().any(|f| f == GUARD) {
+        if !meta
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == finalizer)
+        {
             return Ok(());
         }
-        let rest = finalizers.into_iter().filter(|f| f != GUARD).collect();
-        self.set_finalizers(name, &meta, rest).await
+        self.apply_finalizers(name, finalizer, &[]).await
     }
 
-    /// Replaces the finalizer list, only if the Secret did not change since `meta` was
-    /// read (resourceVersion precondition; a conflict is retried on the next pass).
-    async fn set_finalizers(
+    /// Server-side applies the finalizers this object owns on the Secret (its own, or
+    /// none), under a field manager named after the finalizer: other finalizers and fields
+    /// are not touched, and no read-modify-write race exists.
+    async fn apply_finalizers(
         &self,
         name: &str,
-        meta: &ObjectMeta,
-        finalizers: Vec<String>,
+        finalizer: &str,
+        finalizers: &[&str],
     ) -> Result<(), kube::Error> {
-        let patch = serde_json::json!({"metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": meta.resource_version,
-        }});
+        let manager = finalizer.replace('/', "-");
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "finalizers": finalizers},
+        });
         self.secrets
-            .patch_metadata(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_metadata(name, &PatchParams::apply(&manager), &Patch::Apply(&patch))
             .await
             .map(drop)
     }
@@ -157,35 +169,21 @@ pub fn needs_guard(share: &ImageShare) -> Option<&str> {
         .then_some(producer.credentials_ref.secret_name.as_str())
 }
 
-/// Whether an ImageShare other than `share`, in its namespace and not yet cleaned up (it
-/// still has the operator's finalizer), needs Secret `name` guarded.
-pub fn needed_by_others(share: &ImageShare, name: &str, all: &[Arc<ImageShare>]) -> bool {
-    all.iter().any(|other| {
-        other.uid() != share.uid()
-            && other.namespace() == share.namespace()
-            && other.finalizers().iter().any(|f| f == FINALIZER)
-            && needs_guard(other) == Some(name)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::fixtures::{self, SpecExt};
 
-    fn share(name: &str, namespace: &str, finalized: bool) -> ImageShare {
-        let mut s = ImageShare::new(name, fixtures::spec().member("a", None));
-        s.metadata.namespace = Some(namespace.into());
-        s.metadata.uid = Some(format!("{namespace}/{name}"));
-        if finalized {
-            s.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        }
+    fn share(uid: &str) -> ImageShare {
+        let mut s = ImageShare::new("x", fixtures::spec().member("a", None));
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.uid = Some(uid.into());
         s
     }
 
     #[test]
     fn only_a_producer_with_delete_policy_that_is_not_suspended_needs_a_guard() {
-        let live = share("x", "ns", true);
+        let live = share("u1");
         assert_eq!(needs_guard(&live), Some("producer-cloud"));
         let mut orphan = live.clone();
         orphan.spec.deletion_policy = DeletionPolicy::Orphan;
@@ -199,40 +197,12 @@ mod tests {
     }
 
     #[test]
-    fn the_guard_stays_while_another_object_of_the_namespace_needs_the_secret() {
-        let me = share("me", "ns", true);
-        let all = |others: Vec<ImageShare>| -> Vec<Arc<ImageShare>> {
-            std::iter::once(me.clone())
-                .chain(others)
-                .map(Arc::new)
-                .collect()
-        };
-        assert!(!needed_by_others(&me, "producer-cloud", &all(vec![])));
-        assert!(needed_by_others(
-            &me,
-            "producer-cloud",
-            &all(vec![share("other", "ns", true)])
-        ));
-        assert!(
-            !needed_by_others(
-                &me,
-                "producer-cloud",
-                &all(vec![share("other", "elsewhere", true)])
-            ),
-            "another namespace's Secret of the same name is another Secret"
+    fn every_object_has_its_own_guard_finalizer() {
+        let (one, two) = (share("3f2e-1"), share("3f2e-2"));
+        assert_eq!(
+            guard_finalizer(&one),
+            "imageshare.dev/credentials-in-use-3f2e-1"
         );
-        assert!(
-            !needed_by_others(
-                &me,
-                "producer-cloud",
-                &all(vec![share("other", "ns", false)])
-            ),
-            "an object already cleaned up needs nothing"
-        );
-        assert!(!needed_by_others(
-            &me,
-            "other-secret",
-            &all(vec![share("other", "ns", true)])
-        ));
+        assert_ne!(guard_finalizer(&one), guard_finalizer(&two));
     }
 }

@@ -164,8 +164,10 @@ pub struct Context {
     pub contests: contest::Book,
     /// Resync period when the spec sets none.
     pub default_resync: Duration,
-    /// The controller's cache of all ImageShares (for overlaps and the Secret guard).
+    /// The controller's cache of all ImageShares (for overlaps).
     pub store: Store<ImageShare>,
+    /// When this operator started (cleanup retries count from here at the earliest).
+    pub started: k8s_openapi::jiff::Timestamp,
 }
 
 /// Options of the controller loop.
@@ -218,6 +220,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         contests: contest::Book::default(),
         default_resync: options.default_resync,
         store,
+        started: k8s_openapi::jiff::Timestamp::now(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data
@@ -250,7 +253,7 @@ fn references_secret(share: &ImageShare, name: &str) -> bool {
         || share
             .status
             .as_ref()
-            .is_some_and(|s| s.guarded_secret.as_deref() == Some(name))
+            .is_some_and(|s| s.guarded_secrets.iter().any(|g| g == name))
 }
 
 /// One pass, in a span naming the object: the finalizer dispatch.
@@ -327,7 +330,7 @@ mod tests {
             .member_with_consumer("a", crate::api::MemberStatus::Accepted, "team-a");
         assert!(references_secret(&s, "team-a"));
         s.status = Some(crate::api::ImageShareStatus {
-            guarded_secret: Some("old-producer".into()),
+            guarded_secrets: vec!["old-producer".into()],
             ..Default::default()
         });
         assert!(references_secret(&s, "old-producer"));

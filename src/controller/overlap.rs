@@ -76,7 +76,8 @@ pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
                 .waiting
                 .extend(other.spec.members.iter().map(|m| m.project.clone()));
         }
-        let earlier = order(other) < mine;
+        // A suspended object changes nothing, so it owns no aspect (it still protects).
+        let earlier = order(other) < mine && !other.spec.suspend;
         let images = status.iter().flat_map(|s| s.images.iter().map(|i| &i.id));
         for image in images {
             for theirs in &other.spec.members {
@@ -123,6 +124,7 @@ mod tests {
         earlier: bool,
         deleting: bool,
         with_status: bool,
+        suspended: bool,
     }
 
     const TRUSTED: Other = Other {
@@ -132,6 +134,7 @@ mod tests {
         earlier: true,
         deleting: false,
         with_status: false,
+        suspended: false,
     };
 
     fn object(name: &str, created: i64, spec: crate::api::ImageShareSpec) -> ImageShare {
@@ -157,6 +160,7 @@ mod tests {
             spec.member("p", None)
         };
         let mut s = object("other", if o.earlier { 100 } else { 300 }, spec);
+        s.spec.suspend = o.suspended;
         s.status = Some(ImageShareStatus {
             observed_generation: Some(if o.processed { 2 } else { 1 }),
             images: if o.resolved {

@@ -79,8 +79,9 @@ pub async fn sync(
 ) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
-    let pass = run(share, api, ctx, &mut sessions).await?;
-    let status = write_status(share, api, ctx, pass.as_ref()).await?;
+    let guarded = guard(share, &mut sessions).await;
+    let pass = run(share, api, ctx, &mut sessions, &guarded).await?;
+    let status = write_status(share, api, ctx, pass.as_ref(), guarded).await?;
     if let Ok(report) = &pass {
         events::steps(share, ctx, &report.outcomes).await;
     }
@@ -108,13 +109,15 @@ pub async fn sync(
     })
 }
 
-/// The stages up to apply. `Ok(Err(failure))` is a pass that stopped before observing
-/// anything (reported in status); `Err` is Kubernetes API trouble (retried with backoff).
+/// The stages from observe to apply. `Ok(Err(failure))` is a pass that stopped before
+/// observing anything (reported in status); `Err` is Kubernetes API trouble (retried with
+/// backoff).
 async fn run(
     share: &ImageShare,
     api: &Api<ImageShare>,
     ctx: &Context,
     sessions: &mut Sessions<'_>,
+    guarded: &[String],
 ) -> Result<Result<Report, Failure>, Error> {
     let observed = match observe::observe(share, sessions).await {
         Ok(observed) => observed,
@@ -134,17 +137,15 @@ async fn run(
         &claims,
         &held_pairs,
     );
-    let guarded_secret = guard(share, ctx, sessions).await;
     let mut report = Report {
         deferred: plan.deferred,
         held,
         ledger: previous.clone(),
-        guarded_secret,
         ..Report::default()
     };
     if !share.spec.suspend {
         if !plan.ledger.is_subset(&previous) {
-            record_ledger(share, api, &observed, &plan, report.guarded_secret.clone()).await?;
+            record_ledger(share, api, &observed, &plan, guarded).await?;
         }
         report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
         for (step, outcome) in &report.outcomes {
@@ -210,34 +211,39 @@ async fn contests(
     held
 }
 
-/// Keeps the deletion guard on the producer Secret this object needs, and releases the one
-/// it recorded before if that is no longer needed (spec changed). Returns the Secret that
-/// carries this object's guard now, to record in status. Failures are logged and retried on
-/// the next pass; they do not stop the pass.
-async fn guard(share: &ImageShare, ctx: &Context, sessions: &Sessions<'_>) -> Option<String> {
+/// Credentials stage, before anything else: keeps this object's deletion guard on the
+/// producer Secret it needs, and takes it off Secrets it recorded before and no longer
+/// needs (spec changed, Orphan, suspended). Runs on every pass, also when the rest of the
+/// pass fails. Returns the Secrets that carry the guard now, to record in status; failures
+/// are logged and retried on the next pass (a Secret whose guard could not be released
+/// stays recorded).
+async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>) -> Vec<String> {
+    let finalizer = credentials::guard_finalizer(share);
     let wanted = credentials::needs_guard(share);
-    let mut guarded = match wanted {
-        Some(name) => match sessions.guard(name).await {
-            Ok(true) => Some(name.to_string()),
-            Ok(false) => None,
+    let recorded = share
+        .status
+        .as_ref()
+        .map(|s| s.guarded_secrets.clone())
+        .unwrap_or_default();
+    let mut guarded = Vec::new();
+    if let (Some(name), Some(producer)) = (wanted, &share.spec.producer) {
+        // Reads the Secret (the pass needs it anyway; a broken one still gets the guard).
+        let _ = sessions.get(&producer.credentials_ref).await;
+        match sessions.guard(name, &finalizer).await {
+            Ok(true) => guarded.push(name.to_string()),
+            Ok(false) => {}
             Err(e) => {
                 warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
-                None
+                if recorded.iter().any(|r| r == name) {
+                    guarded.push(name.to_string());
+                }
             }
-        },
-        None => None,
-    };
-    let recorded = share.status.as_ref().and_then(|s| s.guarded_secret.clone());
-    if let Some(old) = recorded.filter(|old| Some(old.as_str()) != wanted) {
-        let release = if credentials::needed_by_others(share, &old, &ctx.store.state()) {
-            Ok(())
-        } else {
-            sessions.release(&old).await
-        };
-        if let Err(e) = release {
+        }
+    }
+    for old in recorded.iter().filter(|r| Some(r.as_str()) != wanted) {
+        if let Err(e) = sessions.release(old, &finalizer).await {
             warn!(secret = %old, error = %e, "could not release the deletion guard; retrying next pass");
-            // Keep remembering it until it is released.
-            guarded = Some(old);
+            guarded.push(old.clone());
         }
     }
     guarded
@@ -250,11 +256,11 @@ async fn record_ledger(
     api: &Api<ImageShare>,
     observed: &Observed,
     plan: &Plan,
-    guarded_secret: Option<String>,
+    guarded: &[String],
 ) -> Result<(), Error> {
     let mut status = share.status.clone().unwrap_or_default();
     status.ledger = plan.ledger.to_entries();
-    status.guarded_secret = guarded_secret;
+    status.guarded_secrets = guarded.to_vec();
     status.images = observed
         .images
         .iter()
@@ -273,10 +279,12 @@ async fn write_status(
     api: &Api<ImageShare>,
     ctx: &Context,
     pass: Result<&Report, &Failure>,
+    guarded: Vec<String>,
 ) -> Result<ImageShareStatus, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = share.status.as_ref();
     let mut new = status::build(&share.spec, share.metadata.generation, pass, previous, &now);
+    new.guarded_secrets = guarded;
     if !status::needs_write(previous, &new) {
         return Ok(new);
     }

@@ -114,6 +114,8 @@ pub struct Plan {
     /// Removals held back because another ImageShare with a producer that may declare the
     /// member has not processed its current spec yet; the caller retries soon.
     pub deferred: bool,
+    /// Removals held back (counted when `deferred`).
+    pub waiting: usize,
     /// The ledger to record before the steps run: the previous one, plus every declared
     /// pair this pass adds or finds present, minus stale pairs that need no call. It grows
     /// before any add is made, so a crash after the add cannot forget the member.
@@ -167,7 +169,9 @@ pub fn plan(
             let ours = producer && !claims.add.contains_key(&pair);
             let observed = match image.members.get(&member.project) {
                 Some(status) => {
-                    if ours {
+                    // Declared and present: this object takes part in owning it, also when an
+                    // earlier object added it (that one protects it while it declares it).
+                    if producer {
                         next.insert(pair.clone());
                     }
                     Some(*status)
@@ -203,24 +207,30 @@ pub fn plan(
         // Consumer-only: statuses only; nothing to add, remove or record.
         return Plan {
             steps,
-            deferred: false,
             ledger: ledger.clone(),
+            ..Plan::default()
         };
     }
     let observed: BTreeMap<&str, &ObservedImage> =
         images.iter().map(|i| (i.id.as_str(), i)).collect();
-    let mut deferred = false;
+    let mut waiting = 0;
     let mut remove = |pair: &Pair, steps: &mut Vec<Step>, next: &mut Ledger| {
         if claims.protected.contains(pair) {
             // Another trusted object declares it: it is that object's to remove.
             next.remove(pair);
         } else if claims.waiting.contains(&pair.1) {
-            deferred = true;
-        } else if observed
-            .get(pair.0.as_str())
-            .is_some_and(|i| !i.members.contains_key(&pair.1))
-        {
-            next.remove(pair);
+            waiting += 1;
+        } else if let Some(image) = observed.get(pair.0.as_str()) {
+            // On an image that is not shared Glance hides the members (and keeps them): the
+            // pair stays in the ledger until the image is shared again or goes away.
+            if image.accepts_members() && !image.members.contains_key(&pair.1) {
+                next.remove(pair);
+            } else if image.accepts_members() {
+                steps.push(Step::Remove {
+                    image: pair.0.clone(),
+                    project: pair.1.clone(),
+                });
+            }
         } else {
             steps.push(Step::Remove {
                 image: pair.0.clone(),
@@ -243,7 +253,8 @@ pub fn plan(
     }
     Plan {
         steps,
-        deferred,
+        deferred: waiting > 0,
+        waiting,
         ledger: next,
     }
 }
@@ -253,7 +264,10 @@ pub fn plan(
 /// done), so an image that is gone or fails does not hold back the others. Removals of
 /// projects an unprocessed producer object declares wait (`deferred`).
 pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
-    let waiting = ledger.iter().any(|(_, p)| claims.waiting.contains(p));
+    let waiting = ledger
+        .iter()
+        .filter(|(_, p)| claims.waiting.contains(p))
+        .count();
     let steps = ledger
         .iter()
         .filter(|pair| !claims.protected.contains(*pair) && !claims.waiting.contains(&pair.1))
@@ -264,7 +278,8 @@ pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
         .collect();
     Plan {
         steps,
-        deferred: waiting,
+        deferred: waiting > 0,
+        waiting,
         ledger: ledger.clone(),
     }
 }
@@ -462,12 +477,32 @@ mod tests {
     }
 
     #[test]
-    fn member_whose_add_an_earlier_imageshare_owns_is_neither_added_nor_recorded() {
+    fn member_whose_add_an_earlier_imageshare_owns_is_not_added_but_recorded_once_present() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
         let claims = fixtures::earlier_claim("team/first", &[("img", "a")]);
         let plan = with(&spec, &[image("img", &[])], &Ledger::default(), &claims);
         assert!(plan.steps.is_empty());
         assert!(plan.ledger.is_empty());
+        // Once the earlier object added it, this one records it too: if the earlier one
+        // goes first, this one still revokes it when it stops declaring it.
+        let present = image("img", &[("a", MemberStatus::Accepted)]);
+        let plan = with(&spec, &[present], &Ledger::default(), &claims);
+        assert!(plan.steps.is_empty());
+        assert_eq!(plan.ledger, ledger(&[("img", "a")]));
+    }
+
+    #[test]
+    fn ledger_pairs_on_an_image_that_is_not_shared_wait_for_it() {
+        let spec = spec();
+        let mut private = image("img", &[]);
+        private.visibility = Some("private".into());
+        let before = ledger(&[("img", "a")]);
+        let plan = with(&spec, &[private], &before, &Claims::default());
+        assert!(plan.steps.is_empty());
+        assert_eq!(
+            plan.ledger, before,
+            "Glance keeps hidden members; so does the ledger"
+        );
     }
 
     #[test]

@@ -46,8 +46,6 @@ pub struct Report {
     pub held: BTreeMap<Pair, Held>,
     /// The ledger after this pass.
     pub ledger: Ledger,
-    /// The producer Secret that carries this object's deletion guard.
-    pub guarded_secret: Option<String>,
 }
 
 impl Report {
@@ -95,8 +93,8 @@ struct Row {
 
 /// Builds the status for `spec` at `generation` from a pass: its report, or the failure that
 /// stopped it before anything was observed. `previous` provides the condition's
-/// lastTransitionTime, lastSyncTime, and (for a failed pass) the images, rows, ledger and
-/// guard kept from the last pass; `now` stamps a Ready transition.
+/// lastTransitionTime, lastSyncTime, the guarded Secrets, and (for a failed pass) the
+/// images, rows and ledger kept from the last pass; `now` stamps a Ready transition.
 pub fn build(
     spec: &ImageShareSpec,
     generation: Option<i64>,
@@ -104,7 +102,7 @@ pub fn build(
     previous: Option<&ImageShareStatus>,
     now: &Time,
 ) -> ImageShareStatus {
-    let (images, rows, reason, message, ledger, guarded_secret) = match pass {
+    let (images, rows, reason, message, ledger) = match pass {
         Err(failure) => {
             let prev = previous.cloned().unwrap_or_default();
             let rows = prev
@@ -123,7 +121,6 @@ pub fn build(
                 failure.reason,
                 Some(failure.message.clone()),
                 prev.ledger,
-                prev.guarded_secret,
             )
         }
         Ok(report) => {
@@ -150,14 +147,7 @@ pub fn build(
                         })
                 }
             };
-            (
-                images,
-                rows,
-                reason,
-                message,
-                report.ledger.to_entries(),
-                report.guarded_secret.clone(),
-            )
+            (images, rows, reason, message, report.ledger.to_entries())
         }
     };
     let mut member_counts: BTreeMap<String, u32> = BTreeMap::new();
@@ -220,7 +210,10 @@ pub fn build(
         members,
         member_counts,
         ledger,
-        guarded_secret,
+        // Kept as they were; the pass records the Secrets it guards.
+        guarded_secrets: previous
+            .map(|p| p.guarded_secrets.clone())
+            .unwrap_or_default(),
         conditions,
         last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
     }

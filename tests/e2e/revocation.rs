@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// The finalizer the operator puts on a producer credentials Secret while an ImageShare with
-/// deletionPolicy Delete may still need it to remove members.
-const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use";
+/// The finalizer an ImageShare with deletionPolicy Delete puts on its producer credentials
+/// Secret while it may still need it to remove members: this prefix and the object's uid.
+const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use-";
 
 /// How long a namespace may take to go away: the namespace controller's sweep, the
 /// operator's cleanup of each ImageShare, then the release of the Secrets' finalizers.
@@ -94,16 +94,20 @@ async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
     .await;
     let share = t.wait_reason("share", "InSync", CONVERGE).await;
     assert_eq!(producer.members(&image).await.len(), 2);
+    let own_finalizer = format!(
+        "{CREDENTIALS_FINALIZER}{}",
+        share.metadata.uid.as_deref().unwrap()
+    );
     assert_eq!(
-        share.status.unwrap().guarded_secret.as_deref(),
-        Some("producer-cloud")
+        share.status.unwrap().guarded_secrets,
+        vec!["producer-cloud"]
     );
     // Guarded before the first member was added, so it is there once the object is InSync.
     let guarded = secret(&t, "producer-cloud").await.expect("secret exists");
     let finalizers = guarded.metadata.finalizers.unwrap_or_default();
     assert!(
-        finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER),
-        "producer-cloud lacks {CREDENTIALS_FINALIZER}: {finalizers:?}"
+        finalizers.contains(&own_finalizer),
+        "producer-cloud lacks {own_finalizer}: {finalizers:?}"
     );
     let unused = secret(&t, "consumer-a-cloud").await.expect("secret exists");
     let unused_finalizers = unused.metadata.finalizers.unwrap_or_default();
@@ -142,20 +146,42 @@ async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
 async fn deleting_the_namespace_removes_the_members() {
     let t = TestNs::new("ns-delete").await;
     let producer = Os::login("producer").await;
-    let image = producer.create_image(&unique("nsdel"), "shared", &[]).await;
     let a = project_id("consumer-a");
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
-    assert!(producer.members(&image).await.contains_key(&a));
+    // Three objects share one producer Secret, and are deleted together with it.
+    let mut images = Vec::new();
+    for name in ["one", "two", "three"] {
+        let image = producer.create_image(&unique("nsdel"), "shared", &[]).await;
+        t.create(
+            name,
+            json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+                "members": [{"project": a}]}),
+        )
+        .await;
+        images.push(image);
+    }
+    for name in ["one", "two", "three"] {
+        t.wait_reason(name, "InSync", CONVERGE).await;
+    }
+    let guards = secret(&t, "producer-cloud")
+        .await
+        .expect("secret exists")
+        .metadata
+        .finalizers
+        .unwrap_or_default();
+    assert_eq!(
+        guards
+            .iter()
+            .filter(|f| f.starts_with(CREDENTIALS_FINALIZER))
+            .count(),
+        3,
+        "one guard per ImageShare: {guards:?}"
+    );
 
     t.delete_namespace_and_wait_gone(NAMESPACE_GONE).await;
-    let members = producer.members(&image).await;
-    assert!(members.is_empty(), "members leaked: {members:?}");
+    for image in &images {
+        let members = producer.members(image).await;
+        assert!(members.is_empty(), "members leaked on {image}: {members:?}");
+    }
 }
 
 #[tokio::test]
