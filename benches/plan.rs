@@ -67,18 +67,18 @@ fn main() {
             .iter()
             .flat_map(|i| i.members.keys().map(|p| (i.id.clone(), p.clone())))
             .collect();
-        let held = Default::default();
+        let history = Default::default();
         let rounds = 20;
         let start = Instant::now();
         let mut steps = 0;
         for _ in 0..rounds {
-            steps = black_box(plan(&spec, &observed, &ledger, &claims, &held))
+            steps = black_box(plan(&spec, &observed, &ledger, &claims, &history))
                 .steps
                 .len();
         }
         let plan_us = start.elapsed().as_micros() / rounds;
         // Status after a pass that applied every step (the heaviest report).
-        let planned = plan(&spec, &observed, &ledger, &claims, &held);
+        let planned = plan(&spec, &observed, &ledger, &claims, &history);
         let outcomes: Vec<_> = planned
             .steps
             .iter()

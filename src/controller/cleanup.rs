@@ -24,6 +24,7 @@ pub const GIVE_UP: Duration = Duration::from_secs(15 * 60);
 pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     ctx.contests.forget(&key);
+    ctx.sightings.forget(&key);
     let all = ctx.store.state();
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     let spec = &share.spec;

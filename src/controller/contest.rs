@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kube::runtime::reflector::ObjectRef;
 
 use super::plan::Pair;
-use crate::api::ImageShare;
+use crate::api::{ImageShare, MemberStatus};
 
 /// Reverts seen before the operator starts waiting between attempts.
 const REVERTS_BEFORE_HOLD: u32 = 2;
@@ -107,37 +107,55 @@ fn hold(reverts: u32) -> Duration {
     HOLD_BASE.saturating_mul(2u32.pow(doublings)).min(HOLD_MAX)
 }
 
-/// Contest histories of every object's pairs.
+/// Contest histories of every object's pairs, each for the status the spec asked for then
+/// (a new desired status starts afresh).
 #[derive(Default)]
 pub struct Book {
-    entries: Mutex<HashMap<(ObjectRef<ImageShare>, Pair), Contest>>,
+    entries: Mutex<HashMap<Key, (MemberStatus, Contest)>>,
 }
 
+/// An object and one of its pairs.
+type Key = (ObjectRef<ImageShare>, Pair);
+
 impl Book {
-    /// Applies [`Contest::observe`] to the stored history of `pair`.
+    /// Applies [`Contest::observe`] to the stored history of `pair` for `desired`.
     pub fn observe(
         &self,
         key: &ObjectRef<ImageShare>,
         pair: &Pair,
+        desired: MemberStatus,
         in_sync: bool,
         now: Instant,
     ) -> Verdict {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let id = (key.clone(), pair.clone());
-        let (next, verdict) = Contest::observe(entries.get(&id).copied(), in_sync, now);
+        let prev = entries
+            .get(&id)
+            .filter(|(d, _)| *d == desired)
+            .map(|(_, c)| *c);
+        let (next, verdict) = Contest::observe(prev, in_sync, now);
         match next {
-            Some(c) => entries.insert(id, c),
+            Some(c) => entries.insert(id, (desired, c)),
             None => entries.remove(&id),
         };
         verdict
     }
 
-    /// Records that the operator set the status of `pair` at `now`.
-    pub fn set(&self, key: &ObjectRef<ImageShare>, pair: &Pair, now: Instant) {
+    /// Records that the operator set the status of `pair` to `desired` at `now`.
+    pub fn set(
+        &self,
+        key: &ObjectRef<ImageShare>,
+        pair: &Pair,
+        desired: MemberStatus,
+        now: Instant,
+    ) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let id = (key.clone(), pair.clone());
-        let next = Contest::set(entries.get(&id).copied(), now);
-        entries.insert(id, next);
+        let prev = entries
+            .get(&id)
+            .filter(|(d, _)| *d == desired)
+            .map(|(_, c)| *c);
+        entries.insert(id, (desired, Contest::set(prev, now)));
     }
 
     /// Forgets every pair of an object (it was deleted).
@@ -221,5 +239,26 @@ mod tests {
     fn a_status_never_set_by_the_operator_is_not_contested() {
         let (state, verdict) = Contest::observe(None, false, Instant::now());
         assert_eq!((state, verdict), (None, Verdict::Free));
+    }
+
+    #[test]
+    fn a_new_desired_status_starts_the_history_afresh() {
+        let book = Book::default();
+        let key = ObjectRef::new("x").within("ns");
+        let pair = ("img".to_string(), "a".to_string());
+        let now = Instant::now();
+        for round in 0..3 {
+            let at = now + Duration::from_secs(round);
+            book.set(&key, &pair, MemberStatus::Accepted, at);
+            book.observe(&key, &pair, MemberStatus::Accepted, false, at);
+        }
+        let held = book.observe(&key, &pair, MemberStatus::Accepted, false, now);
+        assert!(matches!(held, Verdict::Held { .. }));
+        let fresh = book.observe(&key, &pair, MemberStatus::Rejected, false, now);
+        assert_eq!(
+            fresh,
+            Verdict::Free,
+            "the spec changed: try the new status at once"
+        );
     }
 }

@@ -5,8 +5,9 @@
 //! Stages, each in its own module: [`credentials`] (Secrets → sessions, deletion guard) →
 //! [`observe`] (Glance) → [`overlap`] (other objects' claims, pure) → [`plan`] (pure) →
 //! [`apply`] (Glance) → [`status`] (pure builder) → [`events`]. [`ledger`] is what an object
-//! manages; [`contest`] holds back statuses another client keeps reverting; [`backoff`]
-//! times retries and resyncs.
+//! manages; [`contest`] holds back statuses another client keeps reverting; [`sightings`]
+//! makes Exclusive see an undeclared member twice before removing it; [`backoff`] times
+//! retries and resyncs.
 
 pub mod apply;
 pub mod backoff;
@@ -19,6 +20,7 @@ pub mod observe;
 pub mod overlap;
 pub mod pass;
 pub mod plan;
+pub mod sightings;
 pub mod status;
 
 #[cfg(test)]
@@ -162,6 +164,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Statuses another client keeps reverting, per object and pair.
     pub contests: contest::Book,
+    /// Undeclared members Exclusive objects saw, with when.
+    pub sightings: sightings::Sightings,
     /// Resync period when the spec sets none.
     pub default_resync: Duration,
     /// The controller's cache of all ImageShares (for overlaps).
@@ -218,6 +222,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         metrics,
         backoff: Backoff::default(),
         contests: contest::Book::default(),
+        sightings: sightings::Sightings::default(),
         default_resync: options.default_resync,
         store,
         started: k8s_openapi::jiff::Timestamp::now(),

@@ -129,14 +129,13 @@ async fn run(
     let key = ObjectRef::from_obj(share);
     let held = contests(share, ctx, &key, &observed).await;
     let previous = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
-    let held_pairs = held.keys().cloned().collect();
-    let plan = plan::plan(
-        &share.spec,
-        &observed.images,
-        &previous,
-        &claims,
-        &held_pairs,
-    );
+    let now = Instant::now();
+    let history = plan::History {
+        held: held.keys().cloned().collect(),
+        sighted: ctx.sightings.confirmed(&key, now),
+    };
+    let plan = plan::plan(&share.spec, &observed.images, &previous, &claims, &history);
+    ctx.sightings.record(&key, &plan.sightings, now);
     let mut report = Report {
         deferred: plan.deferred,
         held,
@@ -149,8 +148,9 @@ async fn run(
         }
         report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
         for (step, outcome) in &report.outcomes {
-            if let (Step::SetStatus { .. }, Outcome::Done) = (step, outcome) {
-                ctx.contests.set(&key, &step.pair(), Instant::now());
+            if let (Step::SetStatus { status, .. }, Outcome::Done) = (step, outcome) {
+                ctx.contests
+                    .set(&key, &step.pair(), *status, Instant::now());
             }
         }
         report.ledger = plan.ledger_after(&report.outcomes);
@@ -178,7 +178,9 @@ async fn contests(
                 continue;
             };
             let pair = (image.id.clone(), member.project.clone());
-            let verdict = ctx.contests.observe(key, &pair, *current == desired, now);
+            let verdict = ctx
+                .contests
+                .observe(key, &pair, desired, *current == desired, now);
             if let Verdict::Held {
                 reverts,
                 wait,
@@ -352,13 +354,14 @@ pub async fn preview(
     let observed = observe::observe(share, &mut sessions).await?;
     let claims = overlap::claims(share, all);
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
-    let plan = plan::plan(
-        &share.spec,
-        &observed.images,
-        &ledger,
-        &claims,
-        &Default::default(),
-    );
+    let images = &observed.images;
+    let first = plan::plan(&share.spec, images, &ledger, &claims, &Default::default());
+    // What the operator does once it has seen the undeclared members twice.
+    let history = plan::History {
+        sighted: first.sightings,
+        ..Default::default()
+    };
+    let plan = plan::plan(&share.spec, images, &ledger, &claims, &history);
     Ok((observed, claims, plan))
 }
 

@@ -105,6 +105,16 @@ impl Step {
     }
 }
 
+/// What earlier passes of the same object learned (kept in memory by the controller).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// Pairs whose status is held back because another client keeps reverting it.
+    pub held: BTreeSet<Pair>,
+    /// Undeclared members an earlier pass already saw (long enough ago for the claims of an
+    /// object that has just added them to be in the cache): Exclusive removes only those.
+    pub sighted: BTreeSet<Pair>,
+}
+
 /// The calls to make in one pass, ordered per member (add before status), and the ledger
 /// they work towards.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,6 +126,9 @@ pub struct Plan {
     pub deferred: bool,
     /// Removals held back (counted when `deferred`).
     pub waiting: usize,
+    /// Undeclared members Exclusive would remove, seen in this pass: the next pass removes
+    /// those it sees again.
+    pub sightings: BTreeSet<Pair>,
     /// The ledger to record before the steps run: the previous one, plus every declared
     /// pair this pass adds or finds present, minus stale pairs that need no call. It grows
     /// before any add is made, so a crash after the add cannot forget the member.
@@ -138,7 +151,7 @@ impl Plan {
 
 /// Computes the plan for one pass from the spec, the images observed (with a producer: all
 /// the images spec.image resolves to now), the object's ledger, the other objects' claims
-/// and the pairs whose status is held back because another client keeps reverting it.
+/// and what earlier passes learned.
 ///
 /// - Declared members missing from an image are added, only with a producer and only while
 ///   the image accepts members (visibility `shared`), unless an earlier object owns the add.
@@ -148,7 +161,8 @@ impl Plan {
 /// - Ledger pairs no longer declared on an image spec.image resolves to (member taken out
 ///   of the spec, image no longer named or selected) are removed, in Additive mode too.
 /// - With `Exclusive`, members of an observed image that are neither declared nor in the
-///   ledger are removed too.
+///   ledger are removed too, once a later pass sees them again (a member another object has
+///   just added is then known as that object's claim, not removed and re-added).
 /// - No removal touches a pair another trusted object declares; removals of projects an
 ///   unprocessed producer object declares wait (`deferred`).
 pub fn plan(
@@ -156,7 +170,7 @@ pub fn plan(
     images: &[ObservedImage],
     ledger: &Ledger,
     claims: &Claims,
-    held: &BTreeSet<Pair>,
+    history: &History,
 ) -> Plan {
     let producer = spec.producer.is_some();
     let mut steps = Vec::new();
@@ -189,7 +203,7 @@ pub fn plan(
             if let (Some(current), Some(desired)) = (observed, member.status)
                 && current != desired
                 && !claims.status.contains_key(&pair)
-                && !held.contains(&pair)
+                && !history.held.contains(&pair)
             {
                 steps.push(Step::SetStatus {
                     image: image.id.clone(),
@@ -214,6 +228,8 @@ pub fn plan(
     let observed: BTreeMap<&str, &ObservedImage> =
         images.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut waiting = 0;
+    let mut sightings = BTreeSet::new();
+    let mut unsighted = 0;
     let mut remove = |pair: &Pair, steps: &mut Vec<Step>, next: &mut Ledger| {
         if claims.protected.contains(pair) {
             // Another trusted object declares it: it is that object's to remove.
@@ -245,16 +261,27 @@ pub fn plan(
         for image in images {
             for project in image.members.keys() {
                 let pair = (image.id.clone(), project.clone());
-                if !declared.contains(&pair) && !ledger.contains(&pair) {
-                    remove(&pair, &mut steps, &mut next);
+                if declared.contains(&pair)
+                    || ledger.contains(&pair)
+                    || claims.protected.contains(&pair)
+                {
+                    continue;
                 }
+                if history.sighted.contains(&pair) {
+                    remove(&pair, &mut steps, &mut next);
+                } else {
+                    unsighted += 1;
+                }
+                sightings.insert(pair);
             }
         }
     }
+    let waiting = waiting + unsighted;
     Plan {
         steps,
         deferred: waiting > 0,
         waiting,
+        sightings,
         ledger: next,
     }
 }
@@ -281,6 +308,7 @@ pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
         deferred: waiting > 0,
         waiting,
         ledger: ledger.clone(),
+        ..Plan::default()
     }
 }
 
@@ -298,25 +326,33 @@ mod tests {
         pairs.iter().map(|(i, p)| pair(i, p)).collect()
     }
 
-    /// A pass with no ledger, no other objects and nothing held back.
+    /// A pass with no ledger, no other objects and no history.
     fn fresh(spec: &ImageShareSpec, images: &[ObservedImage]) -> Plan {
         plan(
             spec,
             images,
             &Ledger::default(),
             &Claims::default(),
-            &BTreeSet::new(),
+            &History::default(),
         )
     }
 
-    /// A pass with a ledger and claims.
+    /// A pass with a ledger and claims, after an earlier pass saw every member there is.
     fn with(
         spec: &ImageShareSpec,
         images: &[ObservedImage],
         ledger: &Ledger,
         claims: &Claims,
     ) -> Plan {
-        plan(spec, images, ledger, claims, &BTreeSet::new())
+        let sighted = images
+            .iter()
+            .flat_map(|i| i.members.keys().map(|p| (i.id.clone(), p.clone())))
+            .collect();
+        let history = History {
+            sighted,
+            ..History::default()
+        };
+        plan(spec, images, ledger, claims, &history)
     }
 
     /// Image `img` with declared member `a` (pending) and undeclared member `x` (accepted).
@@ -414,13 +450,16 @@ mod tests {
     #[test]
     fn status_held_back_after_reverts_is_not_set() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
-        let held = BTreeSet::from([pair("img", "a")]);
+        let history = History {
+            held: BTreeSet::from([pair("img", "a")]),
+            ..History::default()
+        };
         let plan = plan(
             &spec,
             &[image("img", &[("a", MemberStatus::Rejected)])],
             &Ledger::default(),
             &Claims::default(),
-            &held,
+            &history,
         );
         assert!(plan.steps.is_empty());
     }
@@ -434,10 +473,24 @@ mod tests {
     }
 
     #[test]
-    fn exclusive_share_removes_undeclared_member() {
+    fn exclusive_share_removes_an_undeclared_member_seen_on_an_earlier_pass() {
         let spec = spec().member("a", None).exclusive();
-        let plan = fresh(&spec, &[declared_a_and_undeclared_x()]);
-        assert_eq!(plan.steps, vec![removal("img", "x")]);
+        let first = fresh(&spec, &[declared_a_and_undeclared_x()]);
+        assert!(first.steps.is_empty());
+        assert!(first.deferred, "seen once: the next pass decides");
+        assert_eq!(first.sightings, BTreeSet::from([pair("img", "x")]));
+        let history = History {
+            sighted: first.sightings,
+            ..History::default()
+        };
+        let second = plan(
+            &spec,
+            &[declared_a_and_undeclared_x()],
+            &Ledger::default(),
+            &Claims::default(),
+            &history,
+        );
+        assert_eq!(second.steps, vec![removal("img", "x")]);
     }
 
     #[test]

@@ -141,8 +141,9 @@ pub fn build(
                 _ => {
                     (reason == Reason::Progressing && report.deferred && !report.changed_anything())
                         .then(|| {
-                            "members to remove stay until the other ImageShares that may declare \
-                         them have processed their specs; retrying shortly"
+                            "some removals wait a few seconds (an undeclared member is removed \
+                         once seen twice, and members another ImageShare may declare once it \
+                         has processed its spec); retrying shortly"
                                 .to_string()
                         })
                 }
@@ -578,11 +579,7 @@ mod tests {
         };
         let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "Progressing"));
-        assert!(
-            status.conditions[0]
-                .message
-                .contains("members to remove stay")
-        );
+        assert!(status.conditions[0].message.contains("some removals wait"));
     }
 
     #[test]
