@@ -117,6 +117,18 @@ pub struct Book {
 /// An object and one of its pairs.
 type Key = (ObjectRef<ImageShare>, Pair);
 
+/// The stored history of `id`, if it is about the status `desired`.
+fn history(
+    entries: &HashMap<Key, (MemberStatus, Contest)>,
+    id: &Key,
+    desired: MemberStatus,
+) -> Option<Contest> {
+    entries
+        .get(id)
+        .filter(|(d, _)| *d == desired)
+        .map(|(_, c)| *c)
+}
+
 impl Book {
     /// Applies [`Contest::observe`] to the stored history of `pair` for `desired`.
     pub fn observe(
@@ -129,10 +141,7 @@ impl Book {
     ) -> Verdict {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let id = (key.clone(), pair.clone());
-        let prev = entries
-            .get(&id)
-            .filter(|(d, _)| *d == desired)
-            .map(|(_, c)| *c);
+        let prev = history(&entries, &id, desired);
         let (next, verdict) = Contest::observe(prev, in_sync, now);
         match next {
             Some(c) => entries.insert(id, (desired, c)),
@@ -151,10 +160,7 @@ impl Book {
     ) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let id = (key.clone(), pair.clone());
-        let prev = entries
-            .get(&id)
-            .filter(|(d, _)| *d == desired)
-            .map(|(_, c)| *c);
+        let prev = history(&entries, &id, desired);
         entries.insert(id, (desired, Contest::set(prev, now)));
     }
 

@@ -18,10 +18,10 @@ use super::contest::Verdict;
 use super::credentials::{self, Sessions};
 use super::ledger::Ledger;
 use super::observe::{self, Observed};
-use super::plan::{self, Pair, Plan, Step};
+use super::plan::{self, ObservedImage, Pair, Plan, Step};
 use super::status::{self, Held, Report};
 use super::{Context, DEFERRED_RETRY, Error, Failure, MANAGER, backoff, events, overlap};
-use crate::api::{ImageShare, ImageShareStatus, ImageStatus, Reason};
+use crate::api::{ImageShare, ImageShareStatus, Reason};
 
 /// Requeue delay after a pass that changed Glance, to confirm the result.
 pub const CONFIRM_AFTER: Duration = Duration::from_secs(2);
@@ -263,15 +263,7 @@ async fn record_ledger(
     let mut status = share.status.clone().unwrap_or_default();
     status.ledger = plan.ledger.to_entries();
     status.guarded_secrets = guarded.to_vec();
-    status.images = observed
-        .images
-        .iter()
-        .map(|i| ImageStatus {
-            id: i.id.clone(),
-            name: i.name.clone(),
-            visibility: i.visibility.clone(),
-        })
-        .collect();
+    status.images = observed.images.iter().map(ObservedImage::status).collect();
     patch_status(share, api, &status).await
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::apply::Outcome;
 use super::ledger::Ledger;
 use super::overlap::Claims;
-use crate::api::{CredentialsRef, ImageShareSpec, MemberStatus, Membership};
+use crate::api::{CredentialsRef, ImageShareSpec, ImageStatus, MemberStatus, Membership};
 
 /// One image as observed in Glance in this pass.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +23,15 @@ pub struct ObservedImage {
 }
 
 impl ObservedImage {
+    /// The image as reported in status.images.
+    pub fn status(&self) -> ImageStatus {
+        ImageStatus {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            visibility: self.visibility.clone(),
+        }
+    }
+
     /// Whether Glance accepts new members on this image (visibility `shared`).
     pub fn accepts_members(&self) -> bool {
         self.visibility.as_deref() == Some("shared")

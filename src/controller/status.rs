@@ -12,7 +12,7 @@ use super::apply::Outcome;
 use super::ledger::Ledger;
 use super::observe::Observed;
 use super::overlap::Claims;
-use super::plan::{Pair, Step};
+use super::plan::{ObservedImage, Pair, Step};
 use crate::api::{
     ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus, Reason,
 };
@@ -130,11 +130,7 @@ pub fn build(
                 .observed
                 .images
                 .iter()
-                .map(|i| ImageStatus {
-                    id: i.id.clone(),
-                    name: i.name.clone(),
-                    visibility: i.visibility.clone(),
-                })
+                .map(ObservedImage::status)
                 .collect();
             let message = match &report.observed.missing {
                 Some(missing) if reason == missing.reason => Some(missing.message.clone()),
