@@ -201,23 +201,18 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         metrics.clone(),
         readiness.clone(),
     ));
-    let leadership = if args.leader_election {
+    let mut leadership = if args.leader_election {
         // A standby replica is healthy and ready to take over; it only does not reconcile.
         readiness.set_ready();
         let options = LeaderOptions {
             namespace: args.leader_election_namespace,
             lease: args.leader_election_lease,
             identity: args.leader_election_identity,
+            timing: Default::default(),
         };
         Some(Leadership::acquire(client.clone(), &options).await?)
     } else {
         None
-    };
-    let lost = async {
-        match leadership {
-            Some(l) => l.lost().await,
-            None => futures::future::pending().await,
-        }
     };
     let options = Options {
         namespace: args.namespace,
@@ -227,10 +222,24 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         readiness,
     };
     tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
-    tokio::select! {
-        result = server => result.context("metrics server")?.context("metrics server")?,
-        () = controller::run(client, options, metrics) => {}
-        () = lost => anyhow::bail!("lost the leader lease; exiting so a fresh start can wait for it"),
+    {
+        let lost = async {
+            match leadership.as_mut() {
+                Some(l) => l.lost().await,
+                None => futures::future::pending().await,
+            }
+        };
+        // Losing the Lease drops the controller at once (in-flight calls are cancelled):
+        // a new leader can only start after a full lease duration, well after this.
+        tokio::select! {
+            result = server => result.context("metrics server")?.context("metrics server")?,
+            () = controller::run(client, options, metrics) => {}
+            () = lost => anyhow::bail!("lost the leader lease; exiting so a fresh start can wait for it"),
+        }
+    }
+    // SIGTERM: the controller finished its in-flight passes; hand the Lease over now.
+    if let Some(leadership) = leadership {
+        leadership.release().await;
     }
     tracing::info!("stopped");
     Ok(())

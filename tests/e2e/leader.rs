@@ -1,0 +1,97 @@
+//! Leader election on the real apiserver: two extra replicas of the operator, with a Lease of
+//! their own and watching an empty namespace (so they never touch what the running operator
+//! manages), take over from each other after a crash (kill -9) and after a shutdown
+//! (SIGTERM, which releases the Lease). The takeover times are printed.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+
+use crate::support::*;
+
+/// Starts a replica with identity `name` on Lease `lease`, watching only `namespace`.
+fn replica(name: &str, lease: &str, namespace: &str) -> Child {
+    let log = state_dir().join(format!("logs/{lease}-{name}.log"));
+    Command::new(env!("CARGO_BIN_EXE_imageshare"))
+        .args([
+            "operator",
+            "--log-format",
+            "text",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--namespace", namespace, "--leader-election"])
+        .args(["--leader-election-lease", lease])
+        .args(["--leader-election-identity", name])
+        .arg("--kubeconfig")
+        .arg(state_dir().join("operator.kubeconfig"))
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The holder of `lease` once it is `want`, and how long that took; panics after 40 s.
+async fn wait_holder(leases: &kube::Api<Lease>, lease: &str, want: &str) -> Duration {
+    let start = Instant::now();
+    let held = wait_until(Duration::from_secs(40), || async {
+        let holder = leases
+            .get_opt(lease)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        (holder.as_deref() == Some(want)).then_some(())
+    })
+    .await;
+    assert!(held.is_some(), "{want} never held {lease}");
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_after_a_shutdown() {
+    let t = TestNs::new("leader").await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(t.client.clone(), "imageshare-system");
+    let lease = format!("e2e-{}", t.name);
+
+    let mut first = replica("first", &lease, &t.name);
+    wait_holder(&leases, &lease, "first").await;
+    let mut second = replica("second", &lease, &t.name);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(second.try_wait().unwrap().is_none(), "the standby waits");
+
+    // Crash: the Lease is not released; the standby waits out the lease duration (15 s).
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let after_crash = wait_holder(&leases, &lease, "second").await;
+    println!("takeover after kill -9: {:.1}s", after_crash.as_secs_f64());
+    assert!(after_crash < Duration::from_secs(20), "{after_crash:?}");
+
+    // Shutdown: SIGTERM finishes in-flight passes and releases the Lease.
+    let mut third = replica("third", &lease, &t.name);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut exited = None;
+    while exited.is_none() && Instant::now() < deadline {
+        exited = second.try_wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited.is_some(), "the leader stops on SIGTERM");
+    let after_shutdown = wait_holder(&leases, &lease, "third").await;
+    println!(
+        "takeover after SIGTERM: {:.1}s",
+        after_shutdown.as_secs_f64()
+    );
+    assert!(
+        after_shutdown < Duration::from_secs(5),
+        "{after_shutdown:?}"
+    );
+    third.kill().unwrap();
+    third.wait().unwrap();
+}
