@@ -34,6 +34,16 @@ impl Backoff {
         delay(attempt, retry_after, fastrand::f64())
     }
 
+    /// Consecutive failures of `key` so far.
+    pub fn count(&self, key: &ObjectRef<ImageShare>) -> u32 {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Forgets the failures of `key` after a successful pass.
     pub fn reset(&self, key: &ObjectRef<ImageShare>) {
         self.failures

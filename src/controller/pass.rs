@@ -282,6 +282,14 @@ async fn write_status(
     if !status::needs_write(previous, &new) {
         return Ok(new);
     }
+    let streak = ctx.backoff.count(&ObjectRef::from_obj(share));
+    if let Some(previous) = previous.filter(|p| status::hide_blip(Some(p), &new, streak)) {
+        info!(
+            streak,
+            "passing fault; Ready stays as it was unless it repeats"
+        );
+        return Ok(previous.clone());
+    }
     new.last_sync_time = Some(now);
     patch_status(share, api, &new).await?;
 

@@ -228,6 +228,24 @@ pub fn needs_write(previous: Option<&ImageShareStatus>, new: &ImageShareStatus) 
     }
 }
 
+/// Transient failures in a row that leave a Ready=True status as it is.
+const BLIPS_TOLERATED: u32 = 2;
+
+/// Whether a pass whose only problem was a passing fault may leave a Ready=True status
+/// unwritten: the first [`BLIPS_TOLERATED`] transient failures in a row (`streak` counts the
+/// earlier ones) of an unchanged spec do not flip Ready, so GitOps health does not flap on
+/// one dropped connection or one 503; the next one does.
+pub fn hide_blip(previous: Option<&ImageShareStatus>, new: &ImageShareStatus, streak: u32) -> bool {
+    let ready = |s: &ImageShareStatus| s.conditions.iter().find(|c| c.type_ == "Ready").cloned();
+    let (Some(prev), Some(now)) = (previous.and_then(ready), ready(new)) else {
+        return false;
+    };
+    prev.status == "True"
+        && now.reason == Reason::TransientError.as_str()
+        && prev.observed_generation == now.observed_generation
+        && streak < BLIPS_TOLERATED
+}
+
 /// A member row counts as in sync when the spec asks nothing more of it.
 fn satisfied(m: &MemberState) -> bool {
     m.state == MemberPhase::InSync
@@ -890,5 +908,42 @@ mod tests {
         assert_eq!(ready(&status), ("False", "ImageNotFound"));
         assert!(status.conditions[0].message.contains("gone"));
         assert_eq!(status.ledger.len(), 1);
+    }
+
+    #[test]
+    fn one_or_two_passing_faults_do_not_flip_a_ready_status_but_the_third_does() {
+        let spec = spec().member("a", None);
+        let synced = Report {
+            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
+            ..Report::default()
+        };
+        let ready = build(&spec, Some(1), Ok(&synced), None, &now());
+        let blip = build(
+            &spec,
+            Some(1),
+            Err(&Failure::transient("503")),
+            Some(&ready),
+            &now(),
+        );
+        assert!(hide_blip(Some(&ready), &blip, 0));
+        assert!(hide_blip(Some(&ready), &blip, 1));
+        assert!(!hide_blip(Some(&ready), &blip, 2));
+        let refused = Failure::new(Reason::Forbidden, "403");
+        let terminal = build(&spec, Some(1), Err(&refused), Some(&ready), &now());
+        assert!(
+            !hide_blip(Some(&ready), &terminal, 0),
+            "only passing faults"
+        );
+        let edited = build(
+            &spec,
+            Some(2),
+            Err(&Failure::transient("503")),
+            Some(&ready),
+            &now(),
+        );
+        assert!(
+            !hide_blip(Some(&ready), &edited, 0),
+            "a new spec is reported at once"
+        );
     }
 }
