@@ -9,7 +9,9 @@
 //!   for both domains); or `v3applicationcredential` with `application_credential_id`, or
 //!   `application_credential_name` plus the user, and `application_credential_secret`;
 //! - `region_name`, `interface` (`public` default; `internal`, `admin`, and the `publicURL`
-//!   style aliases), `verify` (default true), `cacert`.
+//!   style aliases), `verify` (default true), `cacert`;
+//! - `image_endpoint_override`: a Glance URL to use instead of the catalog's (as in
+//!   openstacksdk; for clouds whose catalog lists addresses the operator cannot reach).
 //!
 //! A `cacert` path in clouds.yaml cannot be read from a Secret: the PEM must come from the
 //! Secret's own `cacert` key. Unknown keys are ignored. Secrets are held in [`Secret`],
@@ -185,6 +187,8 @@ pub struct CloudConfig {
     pub region_name: Option<String>,
     /// Catalog interface of the image endpoint.
     pub interface: Interface,
+    /// Glance URL to use instead of the catalog's image endpoint.
+    pub image_endpoint_override: Option<String>,
     /// Whether to verify TLS certificates.
     pub verify: bool,
     /// CA bundle to trust instead of the platform roots.
@@ -354,6 +358,16 @@ impl<'a> Fields<'a> {
                 )
             })?,
         };
+        let image_endpoint_override = self.top_str("image_endpoint_override")?;
+        if let Some(url) = &image_endpoint_override
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                self.cloud,
+                "image_endpoint_override",
+                "must be an http:// or https:// URL",
+            ));
+        }
         let verify = self.verify()?;
         let cacert = match (cacert_pem, self.top_str("cacert")?) {
             (Some(pem), _) => Some(self.ca_cert(pem)?),
@@ -371,6 +385,7 @@ impl<'a> Fields<'a> {
             auth,
             region_name,
             interface,
+            image_endpoint_override,
             verify,
             cacert,
         })
@@ -622,6 +637,27 @@ clouds:
 
     fn parse(yaml: &str) -> Result<CloudConfig, CloudsError> {
         CloudConfig::from_clouds_yaml(yaml, "openstack", None)
+    }
+
+    #[test]
+    fn image_endpoint_override_must_be_an_http_url() {
+        let with = |url: &str| {
+            parse(&format!(
+                "{PASSWORD_CLOUD}    image_endpoint_override: {url}\n"
+            ))
+        };
+        let ok = with("https://glance.example.com:9292").expect("valid");
+        assert_eq!(
+            ok.image_endpoint_override.as_deref(),
+            Some("https://glance.example.com:9292")
+        );
+        assert!(with("glance.example.com").is_err());
+        assert_eq!(
+            parse(PASSWORD_CLOUD)
+                .expect("valid")
+                .image_endpoint_override,
+            None
+        );
     }
 
     #[test]

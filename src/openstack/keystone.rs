@@ -242,7 +242,11 @@ pub fn parse_token(
     })?;
     let catalog = token.catalog.unwrap_or_default();
     let region = config.region_name.as_deref();
-    let image_endpoint = select_endpoint(&catalog, "image", config.interface, region)
+    let from_catalog = || select_endpoint(&catalog, "image", config.interface, region);
+    let image_endpoint = config
+        .image_endpoint_override
+        .as_deref()
+        .or_else(from_catalog)
         .ok_or_else(|| {
             Error::config(format!(
                 "cloud {}: the service catalog has no image endpoint for interface {} in {} \
@@ -645,6 +649,19 @@ mod tests {
                     .into()
             }
         );
+    }
+
+    #[test]
+    fn an_image_endpoint_override_wins_over_the_catalog() {
+        let header = HeaderValue::from_static("t");
+        let token = parse_token(
+            Some(&header),
+            &token_body("[]"),
+            &config(", image_endpoint_override: 'http://127.0.0.1:9999'"),
+            Instant::now(),
+        )
+        .expect("parsed without any catalog entry");
+        assert_eq!(token.image_endpoint(), "http://127.0.0.1:9999");
     }
 
     #[test]
