@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
 
@@ -15,23 +15,39 @@ const BASE: Duration = Duration::from_secs(2);
 /// Longest delay between retries.
 const MAX: Duration = Duration::from_secs(300);
 
-/// Failure counts per object.
+/// Consecutive failures per object, and until when the object waits.
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<ObjectRef<ImageShare>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<ImageShare>, Failures>>,
+}
+
+/// The failure record of one object.
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    until: Instant,
 }
 
 impl Backoff {
     /// Records one more failure of `key` and returns how long to wait: BASE doubling per
     /// consecutive failure up to MAX, at least `retry_after`, with up to 10% jitter.
     pub fn next(&self, key: &ObjectRef<ImageShare>, retry_after: Option<Duration>) -> Duration {
-        let attempt = {
-            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            let n = failures.entry(key.clone()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let entry = failures.entry(key.clone()).or_insert(Failures {
+            count: 0,
+            until: now,
+        });
+        entry.count = entry.count.saturating_add(1);
+        let wait = delay(entry.count, retry_after, fastrand::f64());
+        // Only a server's Retry-After makes other triggers wait too; our own backoff lets an
+        // event (a fixed Secret, `kubectl annotate`) through.
+        entry.until = if retry_after.is_some() {
+            now + wait
+        } else {
+            now
         };
-        delay(attempt, retry_after, fastrand::f64())
+        wait
     }
 
     /// Consecutive failures of `key` so far.
@@ -40,8 +56,18 @@ impl Backoff {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |f| f.count)
+    }
+
+    /// How long `key` still waits because the server said so (Retry-After), if it does: a
+    /// pass triggered meanwhile by something other than a spec change comes back then.
+    pub fn waiting(&self, key: &ObjectRef<ImageShare>) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let left = failures
+            .get(key)?
+            .until
+            .checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
     }
 
     /// Forgets the failures of `key` after a successful pass.
@@ -121,7 +147,18 @@ mod tests {
         backoff.next(&key, None);
         backoff.next(&key, None);
         assert!(backoff.next(&key, None) >= Duration::from_secs(8));
+        assert_eq!(
+            backoff.waiting(&key),
+            None,
+            "our own backoff lets events through"
+        );
+        backoff.next(&key, Some(Duration::from_secs(30)));
+        assert!(
+            backoff.waiting(&key).is_some(),
+            "the server's Retry-After holds"
+        );
         backoff.reset(&key);
+        assert_eq!(backoff.waiting(&key), None);
         assert!(backoff.next(&key, None) < Duration::from_secs(3));
     }
 

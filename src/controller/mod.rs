@@ -35,8 +35,8 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{Instrument, info_span, warn};
 
@@ -198,8 +198,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-    let controller = Controller::new(shares, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // Passes are triggered by changes that matter, not by the operator's own status writes
+    // (each would trigger an immediate pass, defeating backoff and Retry-After).
+    let (store, writer) = reflector::store();
+    let changes = watcher(shares, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(changes_that_matter, Default::default());
+    let controller = Controller::for_stream(changes, store.clone());
     let mapper_store = store.clone();
     let ready_store = store.clone();
     let readiness = options.readiness.clone();
@@ -246,6 +253,21 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// A hash of what makes a new pass worth running: the spec (generation), deletion,
+/// finalizers (kube-runtime's finalizer helper waits for that event), labels and
+/// annotations (`kubectl annotate` forces a pass). Status changes are left out.
+fn changes_that_matter(share: &ImageShare) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &share.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Whether the ImageShare refers to the Secret `name` (same namespace assumed).
@@ -323,6 +345,26 @@ mod tests {
         let first = retry_delay(&backoff, &key, &error);
         let second = retry_delay(&backoff, &key, &error);
         assert!(first < Duration::from_secs(3) && second >= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn status_writes_do_not_trigger_a_pass_but_spec_metadata_and_deletion_do() {
+        let mut share = ImageShare::new("x", fixtures::spec());
+        share.metadata.generation = Some(1);
+        let base = changes_that_matter(&share);
+        let mut written = share.clone();
+        written.status = Some(crate::api::ImageShareStatus::default());
+        written.metadata.resource_version = Some("42".into());
+        assert_eq!(changes_that_matter(&written), base);
+        let mut edited = share.clone();
+        edited.metadata.generation = Some(2);
+        let mut poked = share.clone();
+        poked.metadata.annotations = Some([("a".to_string(), "1".to_string())].into());
+        let mut finalized = share.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        for changed in [edited, poked, finalized] {
+            assert_ne!(changes_that_matter(&changed), base);
+        }
     }
 
     #[test]

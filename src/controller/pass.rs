@@ -78,6 +78,13 @@ pub async fn sync(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
+    // The server asked to wait (Retry-After) and the spec did not change: whatever
+    // triggered this pass (a Secret event, an annotation) waits too.
+    let spec_seen =
+        share.status.as_ref().and_then(|s| s.observed_generation) == share.metadata.generation;
+    if let Some(left) = ctx.backoff.waiting(&key).filter(|_| spec_seen) {
+        return Ok(Action::requeue(left));
+    }
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     let guarded = guard(share, &mut sessions).await;
     let pass = run(share, api, ctx, &mut sessions, &guarded).await?;

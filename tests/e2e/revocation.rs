@@ -16,7 +16,7 @@ const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use-";
 
 /// How long a namespace may take to go away: the namespace controller's sweep, the
 /// operator's cleanup of each ImageShare, then the release of the Secrets' finalizers.
-const NAMESPACE_GONE: Duration = Duration::from_secs(90);
+const NAMESPACE_GONE: Duration = Duration::from_secs(150);
 
 /// The Secret `name` of `t`, terminating or not; None once the apiserver no longer has it.
 async fn secret(t: &TestNs, name: &str) -> Option<Secret> {

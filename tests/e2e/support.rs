@@ -56,6 +56,14 @@ pub fn clouds_yaml_for(identity: &str, password: Option<&str>) -> String {
     serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
 }
 
+/// clouds.yaml text holding only `identity`'s entry, named `openstack`, reaching Glance at
+/// `glance` instead of the catalog's address (image_endpoint_override).
+pub fn clouds_yaml_via(identity: &str, glance: &str) -> String {
+    let mut entry = clouds()["clouds"][identity].clone();
+    entry["image_endpoint_override"] = json!(glance);
+    serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
+}
+
 /// A `credentialsRef` source for the Secret `secret` of a [`TestNs`], cloud `openstack`.
 pub fn creds(secret: &str) -> Value {
     json!({"credentialsRef": {"secretName": secret, "cloudName": "openstack"}})
@@ -379,6 +387,11 @@ impl Os {
             let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             return (status, value);
         }
+    }
+
+    /// The Glance base URL from the service catalog.
+    pub fn glance_url(&self) -> &str {
+        &self.glance
     }
 
     /// Creates an image (metadata only: membership needs no data) and returns its ID.

@@ -1,0 +1,196 @@
+//! A forwarding HTTP proxy with fault injection, for the fault tests. It forwards every
+//! request to the real Glance and answers with the real answer; a rule makes it answer some
+//! requests with a fault instead (an HTTP status with an optional `Retry-After`, a delay
+//! before forwarding, or a connection cut mid-answer). It is not a fake server: without
+//! rules it is transparent. It records every request it saw, with the time, so tests can
+//! measure gaps and rates.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+
+/// What to do instead of (or before) forwarding.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and, if given, this `Retry-After` header value.
+    Status(u16, Option<String>),
+    /// Wait this long, then forward.
+    Delay(Duration),
+    /// Send the headers of a 200, then cut the connection.
+    Reset,
+}
+
+/// Injects `fault` into the next `times` requests whose method is `method` and whose path
+/// contains `path`.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// HTTP method, e.g. "GET".
+    pub method: &'static str,
+    /// A part of the path, e.g. "/members".
+    pub path: String,
+    /// The fault.
+    pub fault: Fault,
+    /// How many matching requests get it.
+    pub times: usize,
+}
+
+/// One request the proxy saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// When it arrived.
+    pub at: Instant,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The fault injected, if any.
+    pub fault: Option<String>,
+}
+
+#[derive(Default)]
+struct Book {
+    rules: Vec<Rule>,
+    seen: Vec<Seen>,
+}
+
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    book: Mutex<Book>,
+}
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    /// Its base URL, e.g. http://127.0.0.1:41234.
+    pub url: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free port of 127.0.0.1 in front of `upstream` (a base URL).
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            book: Mutex::default(),
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultProxy { url, shared, task }
+    }
+
+    /// Adds a rule (rules are tried in the order they were added).
+    pub fn inject(&self, rule: Rule) {
+        self.shared.book.lock().unwrap().rules.push(rule);
+    }
+
+    /// Drops every rule that is left.
+    pub fn heal(&self) {
+        self.shared.book.lock().unwrap().rules.clear();
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.book.lock().unwrap().seen.clone()
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let method = request.method().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let fault = {
+        let mut book = shared.book.lock().unwrap();
+        let rule = book
+            .rules
+            .iter_mut()
+            .find(|r| r.times > 0 && r.method == method && path.contains(&r.path));
+        let fault = rule.map(|r| {
+            r.times -= 1;
+            r.fault.clone()
+        });
+        book.seen.push(Seen {
+            at: Instant::now(),
+            method: method.clone(),
+            path: path.clone(),
+            fault: fault.as_ref().map(|f| format!("{f:?}")),
+        });
+        fault
+    };
+    match fault {
+        Some(Fault::Status(code, retry_after)) => {
+            let mut response = Response::new(Body::from(format!("injected {code}")));
+            *response.status_mut() = StatusCode::from_u16(code).unwrap();
+            if let Some(value) = retry_after {
+                response.headers_mut().insert(
+                    HeaderName::from_static("retry-after"),
+                    HeaderValue::from_str(&value).unwrap(),
+                );
+            }
+            return response;
+        }
+        Some(Fault::Reset) => {
+            let cut = futures::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("injected reset"))
+            });
+            return Response::new(Body::from_stream(cut));
+        }
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    forward(&shared, request, &path).await
+}
+
+/// Sends the request on to the upstream and returns its answer.
+async fn forward(shared: &Shared, request: Request, path: &str) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut outgoing = shared
+        .http
+        .request(parts.method, format!("{}{path}", shared.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let Ok(answer) = outgoing.send().await else {
+        let mut response = Response::new(Body::from("proxy: upstream unreachable"));
+        *response.status_mut() = StatusCode::BAD_GATEWAY;
+        return response;
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if name != "transfer-encoding" && name != "connection" && name != "content-length" {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}

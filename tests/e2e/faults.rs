@@ -1,0 +1,261 @@
+//! Faults between the operator and Glance, injected by a forwarding proxy (fault_proxy.rs)
+//! that the test's credentials point at (image_endpoint_override): passing HTTP faults
+//! (500, 503, 429 with Retry-After in seconds and as an HTTP date, 401 on a valid token),
+//! connection faults (a cut mid-answer, latency, an answer slower than the request timeout).
+//! The operator must converge, honour Retry-After, back off with a bounded rate, and keep a
+//! Ready condition steady through one passing fault.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::fault_proxy::{Fault, FaultProxy, Rule};
+use crate::support::*;
+
+/// A test namespace whose producer and consumer-a Secrets reach Glance through a new proxy.
+async fn behind_proxy(prefix: &str) -> (TestNs, FaultProxy, Os) {
+    let t = TestNs::new(prefix).await;
+    let producer = Os::login("producer").await;
+    let proxy = FaultProxy::start(producer.glance_url()).await;
+    for identity in ["producer", "consumer-a"] {
+        t.put_secret(
+            &format!("{identity}-cloud"),
+            &clouds_yaml_via(identity, &proxy.url),
+        )
+        .await;
+    }
+    (t, proxy, producer)
+}
+
+fn rule(method: &'static str, path: &str, fault: Fault, times: usize) -> Rule {
+    Rule {
+        method,
+        path: path.to_string(),
+        fault,
+        times,
+    }
+}
+
+/// The requests of `method` on exactly `path` (no query) the proxy saw.
+fn calls(proxy: &FaultProxy, method: &str, path: &str) -> Vec<Instant> {
+    proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == method && s.path == path)
+        .map(|s| s.at)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_share_converges_through_every_kind_of_passing_fault() {
+    let (t, proxy, producer) = behind_proxy("faults").await;
+    let image = producer
+        .create_image(&unique("faults"), "shared", &[])
+        .await;
+    let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
+    let members = format!("/v2/images/{image}/members");
+    for r in [
+        rule(
+            "GET",
+            &format!("/v2/images/{image}"),
+            Fault::Status(503, None),
+            1,
+        ),
+        rule("GET", &members, Fault::Status(500, None), 1),
+        rule("GET", &members, Fault::Reset, 1),
+        rule("POST", &members, Fault::Status(503, None), 2),
+        rule("POST", &members, Fault::Delay(Duration::from_secs(2)), 1),
+        rule(
+            "PUT",
+            &format!("{members}/{a}"),
+            Fault::Status(429, Some("1".into())),
+            1,
+        ),
+        rule(
+            "PUT",
+            &format!("{members}/{a}"),
+            Fault::Status(401, None),
+            1,
+        ),
+    ] {
+        proxy.inject(r);
+    }
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"), "members": [
+            {"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")},
+            {"project": b},
+        ]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    let injected = proxy.seen().iter().filter(|s| s.fault.is_some()).count();
+    assert_eq!(injected, 8, "every fault was met: {:#?}", proxy.seen());
+    let members = producer.members(&image).await;
+    assert_eq!(members.get(&a).map(String::as_str), Some("accepted"));
+    assert_eq!(members.get(&b).map(String::as_str), Some("pending"));
+}
+
+#[tokio::test]
+async fn one_passing_fault_does_not_flip_ready() {
+    let (t, proxy, producer) = behind_proxy("blip").await;
+    let image = producer.create_image(&unique("blip"), "shared", &[]).await;
+    let a = project_id("consumer-a");
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+
+    let path = format!("/v2/images/{image}");
+    proxy.inject(rule("GET", &path, Fault::Status(503, None), 1));
+    let before = calls(&proxy, "GET", &path).len();
+    t.poke("share").await;
+    // Sample Ready until the pass after the fault has run.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while calls(&proxy, "GET", &path).len() < before + 2 && Instant::now() < deadline {
+        let share = t.shares().get("share").await.unwrap();
+        let ready = share.ready_condition().unwrap();
+        assert_eq!(ready.status, "True", "Ready flipped: {ready:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        calls(&proxy, "GET", &path).len() >= before + 2,
+        "the pass was retried"
+    );
+    t.wait_reason("share", "InSync", CONVERGE).await;
+}
+
+/// Waits for the request after the one that got a 429; returns when both came.
+async fn after_429(proxy: &FaultProxy, path: &str) -> (Instant, Instant) {
+    let found = wait_until(CONVERGE, || async {
+        let seen: Vec<_> = proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "GET" && s.path == path)
+            .collect();
+        let limited = seen.iter().position(|s| s.fault.is_some())?;
+        let next = seen.get(limited + 1)?;
+        Some((seen[limited].at, next.at))
+    })
+    .await;
+    found.expect("a request after the 429")
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
+    let (t, proxy, producer) = behind_proxy("retry-after").await;
+    let image = producer
+        .create_image(&unique("retryafter"), "shared", &[])
+        .await;
+    let path = format!("/v2/images/{image}");
+    proxy.inject(rule("GET", &path, Fault::Status(429, Some("6".into())), 1));
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": project_id("consumer-a")}]}),
+    )
+    .await;
+    let (limited, next) = after_429(&proxy, &path).await;
+    let gap = next - limited;
+    println!(
+        "Retry-After 6 (seconds): next call after {:.1}s",
+        gap.as_secs_f64()
+    );
+    assert!(gap >= Duration::from_secs(6), "{gap:?}");
+    assert!(gap < Duration::from_secs(10), "{gap:?}");
+    t.wait_reason("share", "InSync", CONVERGE).await;
+
+    // The same as an HTTP date, 6 s ahead (whole seconds: at least 5 s).
+    let proxy2 = FaultProxy::start(producer.glance_url()).await;
+    t.put_secret("producer-cloud", &clouds_yaml_via("producer", &proxy2.url))
+        .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    // The date is whole seconds: the server means "not before" that second, 5 to 6 s from
+    // now; the operator can only count from when it got the answer.
+    let asked_at = Instant::now();
+    let when =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(6);
+    let date = when.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    proxy2.inject(rule("GET", &path, Fault::Status(429, Some(date)), 1));
+    t.poke("share").await;
+    let (limited, next) = after_429(&proxy2, &path).await;
+    println!(
+        "Retry-After as an HTTP date 6 s ahead: next call {:.1}s after the date was set, {:.1}s after the 429",
+        (next - asked_at).as_secs_f64(),
+        (next - limited).as_secs_f64()
+    );
+    assert!(
+        next - asked_at >= Duration::from_secs(5),
+        "{:?}",
+        next - asked_at
+    );
+    assert!(
+        next - limited < Duration::from_secs(10),
+        "{:?}",
+        next - limited
+    );
+}
+
+#[tokio::test]
+async fn a_lasting_outage_is_retried_with_a_growing_bounded_backoff_and_reported() {
+    let (t, proxy, producer) = behind_proxy("outage").await;
+    let image = producer
+        .create_image(&unique("outage"), "shared", &[])
+        .await;
+    let path = format!("/v2/images/{image}");
+    proxy.inject(rule("GET", &path, Fault::Status(503, None), 1000));
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": project_id("consumer-a")}]}),
+    )
+    .await;
+    t.wait_reason("share", "TransientError", CONVERGE).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let tries = calls(&proxy, "GET", &path);
+    let gaps: Vec<f64> = tries
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    println!("503 outage: {} calls, gaps {gaps:.1?}", tries.len());
+    // Backoff 2, 4, 8, 16, 32 s (+10% jitter): at most 6 calls in the first ~45 s.
+    assert!(tries.len() <= 6, "too many calls: {gaps:?}");
+    assert!(
+        gaps.windows(2).all(|g| g[1] >= g[0] * 1.5),
+        "backoff grows: {gaps:?}"
+    );
+
+    proxy.heal();
+    t.poke("share").await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_request_timeout_is_retried() {
+    let (t, proxy, producer) = behind_proxy("slow").await;
+    let image = producer.create_image(&unique("slow"), "shared", &[]).await;
+    let members = format!("/v2/images/{image}/members");
+    proxy.inject(rule(
+        "GET",
+        &members,
+        Fault::Delay(Duration::from_secs(35)),
+        1,
+    ));
+    let started = Instant::now();
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": project_id("consumer-a")}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", Duration::from_secs(90))
+        .await;
+    println!(
+        "converged {:.1}s after a 35 s stall",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(calls(&proxy, "GET", &members).len() >= 2);
+}
