@@ -201,19 +201,16 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         metrics.clone(),
         readiness.clone(),
     ));
-    let mut leadership = if args.leader_election {
+    let election = args.leader_election.then(|| {
         // A standby replica is healthy and ready to take over; it only does not reconcile.
         readiness.set_ready();
-        let options = LeaderOptions {
+        LeaderOptions {
             namespace: args.leader_election_namespace,
             lease: args.leader_election_lease,
             identity: args.leader_election_identity,
             timing: Default::default(),
-        };
-        Some(Leadership::acquire(client.clone(), &options).await?)
-    } else {
-        None
-    };
+        }
+    });
     let options = Options {
         namespace: args.namespace,
         concurrency: args.concurrency,
@@ -221,26 +218,58 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         per_cloud_limit: args.per_cloud_limit,
         readiness,
     };
-    tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
-    {
+    let mut server = server;
+    loop {
+        let mut leadership = match &election {
+            Some(election) => tokio::select! {
+                held = Leadership::acquire(client.clone(), election) => Some(held?),
+                () = shutdown_signal() => break,
+            },
+            None => None,
+        };
+        tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
         let lost = async {
             match leadership.as_mut() {
                 Some(l) => l.lost().await,
                 None => futures::future::pending().await,
             }
         };
-        // Losing the Lease drops the controller at once (in-flight calls are cancelled):
-        // a new leader can only start after a full lease duration, well after this.
-        tokio::select! {
-            result = server => result.context("metrics server")?.context("metrics server")?,
-            () = controller::run(client, options, metrics) => {}
-            () = lost => anyhow::bail!("lost the leader lease; exiting so a fresh start can wait for it"),
+        // Losing the Lease drops the controller at once (in-flight calls are cancelled): a
+        // new leader can only start after a full lease duration, well after this.
+        let lost_it = tokio::select! {
+            result = &mut server => {
+                result.context("metrics server")?.context("metrics server")?;
+                false
+            }
+            () = controller::run(client.clone(), options.clone(), metrics.clone()) => false,
+            () = lost => true,
+        };
+        if lost_it {
+            tracing::warn!("lost the leader lease; stopped reconciling, waiting for it again");
+            continue;
         }
-    }
-    // SIGTERM: the controller finished its in-flight passes; hand the Lease over now.
-    if let Some(leadership) = leadership {
-        leadership.release().await;
+        // SIGTERM: the controller finished its in-flight passes; hand the Lease over now.
+        if let Some(leadership) = leadership {
+            leadership.release().await;
+        }
+        break;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c (while waiting for the Lease; the controller has its own).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => futures::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

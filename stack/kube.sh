@@ -36,16 +36,29 @@ kube_start() {
   mkdir -p "$KUBE_STATE"
   kube_certs
 
-  start_bg etcd "$BIN_DIR/etcd" --name local --data-dir "$KUBE_STATE/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --listen-metrics-urls ""
-  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  etcd_start
 
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ADMIN_TOKEN_FILE"
   printf '%s,admin,admin-uid,system:masters\n' "$(cat "$ADMIN_TOKEN_FILE")" >"$KUBE_STATE/tokens.csv"
   chmod 600 "$ADMIN_TOKEN_FILE" "$KUBE_STATE/tokens.csv"
 
+  apiserver_start
+  write_kubeconfig "$KUBECONFIG_PATH" admin "$(cat "$ADMIN_TOKEN_FILE")"
+  kcm_start
+}
+
+# etcd_start -> etcd on its data dir (kept across restarts), waits until healthy.
+etcd_start() {
+  start_bg etcd "$BIN_DIR/etcd" --name local --data-dir "$KUBE_STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --listen-metrics-urls ""
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+}
+
+# apiserver_start -> kube-apiserver with the certificates and tokens of this stack, waits
+# until ready.
+apiserver_start() {
   start_bg kube-apiserver "$BIN_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KUBE_PORT" \
@@ -63,9 +76,6 @@ kube_start() {
     --allow-privileged=false --profiling=false --enable-priority-and-fairness=false
   wait_for kube-apiserver 120 curl -sf --cacert "$KUBE_STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$KUBE_PORT/readyz"
-
-  write_kubeconfig "$KUBECONFIG_PATH" admin "$(cat "$ADMIN_TOKEN_FILE")"
-  kcm_start
 }
 
 # kcm_start -> kube-controller-manager with only the controllers the tests need: "namespace"

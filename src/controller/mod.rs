@@ -175,6 +175,7 @@ pub struct Context {
 }
 
 /// Options of the controller loop.
+#[derive(Clone)]
 pub struct Options {
     /// Watch only this namespace (all when None).
     pub namespace: Option<String>,
