@@ -1,9 +1,10 @@
 # Entry points. `make demo` and `make test` work on a fresh machine: they build and start the
-# local stack (etcd, kube-apiserver, kube-controller-manager, Keystone, Glance on 127.0.0.1) themselves.
+# local stack (etcd, kube-apiserver, kube-controller-manager, PostgreSQL, Keystone, Glance on
+# 127.0.0.1) themselves.
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down build crds check unit e2e test demo operator bench
+.PHONY: up down build crds check unit e2e test demo operator bench chaos
 
 ## Start the local stack (builds/installs it the first time, cached outside git).
 up:
@@ -38,6 +39,11 @@ operator: build
 ## Starts the stack and stops it afterwards.
 e2e: build
 	bash stack/e2e.sh
+
+## Faults, crashes, control-plane restarts and failover on the local stack; rewrites
+## docs/reliability.md. Long (several minutes): not part of `make test`.
+chaos: build
+	bash stack/chaos.sh
 
 ## Everything CI runs.
 test: check unit e2e

@@ -88,8 +88,17 @@ async fn the_share_converges_through_every_kind_of_passing_fault() {
         ]}),
     )
     .await;
+    let started = Instant::now();
     t.wait_reason("share", "InSync", CONVERGE).await;
     let injected = proxy.seen().iter().filter(|s| s.fault.is_some()).count();
+    row(
+        "one of each: 503 on the image, 500 and a connection cut on the member list, 503 twice and 2 s latency on adds, 429 and 401 on the consumer's status update",
+        "retried within the pass or with backoff; 401 re-authenticates once; converges",
+        &format!(
+            "{injected} faults met; InSync {:.1}s after creation",
+            started.elapsed().as_secs_f64()
+        ),
+    );
     assert_eq!(injected, 8, "every fault was met: {:#?}", proxy.seen());
     let members = producer.members(&image).await;
     assert_eq!(members.get(&a).map(String::as_str), Some("accepted"));
@@ -160,10 +169,7 @@ async fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
     .await;
     let (limited, next) = after_429(&proxy, &path).await;
     let gap = next - limited;
-    println!(
-        "Retry-After 6 (seconds): next call after {:.1}s",
-        gap.as_secs_f64()
-    );
+    let in_seconds = gap.as_secs_f64();
     assert!(gap >= Duration::from_secs(6), "{gap:?}");
     assert!(gap < Duration::from_secs(10), "{gap:?}");
     t.wait_reason("share", "InSync", CONVERGE).await;
@@ -182,10 +188,14 @@ async fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
     proxy2.inject(rule("GET", &path, Fault::Status(429, Some(date)), 1));
     t.poke("share").await;
     let (limited, next) = after_429(&proxy2, &path).await;
-    println!(
-        "Retry-After as an HTTP date 6 s ahead: next call {:.1}s after the date was set, {:.1}s after the 429",
-        (next - asked_at).as_secs_f64(),
-        (next - limited).as_secs_f64()
+    row(
+        "429 with Retry-After: 6 (seconds), then as an HTTP date 6 s ahead",
+        "no call to Glance before the time the server asked for",
+        &format!(
+            "next call {in_seconds:.1}s after the 429; with the date, {:.1}s after it was set ({:.1}s after the 429)",
+            (next - asked_at).as_secs_f64(),
+            (next - limited).as_secs_f64()
+        ),
     );
     assert!(
         next - asked_at >= Duration::from_secs(5),
@@ -220,7 +230,11 @@ async fn a_lasting_outage_is_retried_with_a_growing_bounded_backoff_and_reported
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
         .collect();
-    println!("503 outage: {} calls, gaps {gaps:.1?}", tries.len());
+    row(
+        "Glance answers 503 to every call for 45 s",
+        "Ready becomes TransientError on the third failure; calls back off (2 s doubling, capped at 5 min); converges once healed",
+        &format!("{} calls in 45 s, gaps {gaps:.1?} s", tries.len()),
+    );
     // Backoff 2, 4, 8, 16, 32 s (+10% jitter): at most 6 calls in the first ~45 s.
     assert!(tries.len() <= 6, "too many calls: {gaps:?}");
     assert!(
@@ -253,9 +267,13 @@ async fn an_answer_slower_than_the_request_timeout_is_retried() {
     .await;
     t.wait_reason("share", "InSync", Duration::from_secs(90))
         .await;
-    println!(
-        "converged {:.1}s after a 35 s stall",
-        started.elapsed().as_secs_f64()
+    row(
+        "Glance stalls 35 s on a member list (past the 30 s request timeout)",
+        "the call times out, the pass is retried, the share converges",
+        &format!(
+            "InSync {:.1}s after creation",
+            started.elapsed().as_secs_f64()
+        ),
     );
     assert!(calls(&proxy, "GET", &members).len() >= 2);
 }

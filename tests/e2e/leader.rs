@@ -65,7 +65,6 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     first.kill().unwrap();
     first.wait().unwrap();
     let after_crash = wait_holder(&leases, &lease, "second").await;
-    println!("takeover after kill -9: {:.1}s", after_crash.as_secs_f64());
     assert!(after_crash < Duration::from_secs(20), "{after_crash:?}");
 
     // Shutdown: SIGTERM finishes in-flight passes and releases the Lease.
@@ -84,9 +83,14 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     }
     assert!(exited.is_some(), "the leader stops on SIGTERM");
     let after_shutdown = wait_holder(&leases, &lease, "third").await;
-    println!(
-        "takeover after SIGTERM: {:.1}s",
-        after_shutdown.as_secs_f64()
+    row(
+        "two replicas: the leader killed (kill -9), then the next one stopped (SIGTERM)",
+        "the standby takes over when the 15 s lease expires; on SIGTERM the leader finishes its passes and releases the Lease",
+        &format!(
+            "takeover {:.1}s after kill -9, {:.1}s after SIGTERM",
+            after_crash.as_secs_f64(),
+            after_shutdown.as_secs_f64()
+        ),
     );
     assert!(
         after_shutdown < Duration::from_secs(5),

@@ -506,6 +506,12 @@ pub fn operator_log() -> String {
     std::fs::read_to_string(state_dir().join("logs/operator.log")).unwrap_or_default()
 }
 
+/// Prints one row of the reliability table (docs/reliability.md, collected by `make chaos`):
+/// the fault, what the operator did, the figures measured.
+pub fn row(fault: &str, behaviour: &str, figures: &str) {
+    println!("chaos-row: | {fault} | {behaviour} | {figures} |");
+}
+
 /// Standard timeout for the operator to converge.
 pub const CONVERGE: Duration = Duration::from_secs(60);
 /// Timeout for changes only a resync notices (resyncPeriod 30s in those tests).
