@@ -5,19 +5,27 @@
 # leader cut off from the apiserver), prints one summary line per scenario and rewrites
 # docs/reliability.md with the table of what was tried and measured. Stops everything
 # afterwards, also on failure.
+# CHAOS_OUT=FILE CHAOS_SECONDS=N only rewrites the table from the output of an earlier run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-trap 'bash "$STACK_DIR/down.sh"' EXIT
-start=$SECONDS
-bash "$STACK_DIR/up.sh"
-bash "$STACK_DIR/operator.sh"
-out="$STATE_DIR/chaos.out"
-: >"$out"
-cargo test --locked --test e2e -- --nocapture --test-threads=8 faults:: leader:: 2>&1 | tee -a "$out"
-# The chaos scenarios kill and restart shared processes: one at a time.
-cargo test --locked --test chaos -- --nocapture --test-threads=1 2>&1 | tee -a "$out"
-elapsed=$((SECONDS - start))
+if [[ -n "${CHAOS_OUT:-}" ]]; then
+  out="$CHAOS_OUT"
+  elapsed="${CHAOS_SECONDS:-?}"
+else
+  trap 'bash "$STACK_DIR/down.sh"' EXIT
+  start=$SECONDS
+  bash "$STACK_DIR/up.sh"
+  bash "$STACK_DIR/operator.sh"
+  out="$STATE_DIR/chaos.out"
+  : >"$out"
+  set -o pipefail
+  cargo test --locked --test e2e -- --nocapture --test-threads=8 faults:: leader:: 2>&1 | tee -a "$out"
+  # The chaos scenarios kill and restart shared processes: one at a time.
+  cargo test --locked --test chaos -- --nocapture --test-threads=1 2>&1 | tee -a "$out"
+  elapsed=$((SECONDS - start))
+fi
 
-rows="$(sed -n 's/^chaos-row: //p' "$out")"
+# Test output may share a line with a row ("test x ... chaos-row: | ...").
+rows="$(grep -o 'chaos-row: .*' "$out" | sed 's/^chaos-row: //')"
 [[ -n "$rows" ]] || die "no scenario reported a result; see $out"
 {
   cat <<EOF2
@@ -39,5 +47,5 @@ apiserver). Backoff caps and the pure decisions behind these figures are unit-te
 EOF2
 } >"$REPO_DIR/docs/reliability.md"
 echo
-sed -n 's/^chaos-row: | \([^|]*\)|.*| \([^|]*\) |$/chaos: \1: \2/p' "$out"
+sed -n 's/^| \([^|]*\) |.*| \([^|]*\) |$/chaos: \1: \2/p' <<<"$rows"
 log "chaos run finished in ${elapsed}s; table in docs/reliability.md"

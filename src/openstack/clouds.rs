@@ -16,6 +16,12 @@
 //! A `cacert` path in clouds.yaml cannot be read from a Secret: the PEM must come from the
 //! Secret's own `cacert` key. Unknown keys are ignored. Secrets are held in [`Secret`],
 //! whose `Debug` prints `***`, and never appear in error messages.
+//!
+//! Values are text: a plain scalar YAML reads as a number is used as written when it is a
+//! plain integer, or has leading zeros or underscores (`123`, `007`, `1_000`); other
+//! numeric spellings (`1e3`, `0x1F`, `2024.10`, an integer beyond 64 bits) come back as
+//! YAML's number (`1000.0`, `31`, `2024.1`), so such values must be quoted. A non-finite
+//! number (`.inf`, `1e400`) anywhere in the document makes it invalid.
 
 use std::fmt;
 
@@ -264,11 +270,19 @@ impl CloudConfig {
         cloud_name: &str,
         cacert_pem: Option<&[u8]>,
     ) -> Result<CloudConfig, CloudsError> {
-        let doc: Value = serde_saphyr::from_str(yaml).map_err(|e| CloudsError::InvalidYaml {
-            location: e
-                .location()
-                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
-                .unwrap_or_default(),
+        // Every value read here is text: plain scalars such as `007` or `1_000` stay as
+        // written instead of becoming the numbers 7.0 and 1000.
+        let options = serde_saphyr::options! {
+            leading_zero_numbers_as_strings: true,
+            underscored_numbers_as_strings: true,
+        };
+        let doc: Value = serde_saphyr::from_str_with_options(yaml, options).map_err(|e| {
+            CloudsError::InvalidYaml {
+                location: e
+                    .location()
+                    .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                    .unwrap_or_default(),
+            }
         })?;
         let clouds = doc
             .get("clouds")
@@ -730,6 +744,20 @@ clouds:
         )
         .expect("valid");
         assert_eq!(cfg.auth.secret().expose(), "1234");
+    }
+
+    #[test]
+    fn numbers_with_leading_zeros_or_underscores_keep_their_text() {
+        // Found by a property test: `password: 007` used to become the password "7.0".
+        let cfg = parse(
+            "clouds: {openstack: {auth: {auth_url: 'http://k', user_id: 00, password: 007, project_id: 1_000}}}",
+        )
+        .expect("valid");
+        assert_eq!(cfg.auth.secret().expose(), "007");
+        assert!(matches!(
+            cfg.auth,
+            Auth::Password { user: User::Id(ref u), project: Project::Id(ref p), .. } if u == "00" && p == "1_000"
+        ));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 
 /// Longest server message kept in an error, in characters.
-const MAX_DETAIL_CHARS: usize = 200;
+pub(super) const MAX_DETAIL_CHARS: usize = 200;
 /// Longest `Retry-After` honoured; a larger value is clamped to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 
@@ -216,6 +216,9 @@ pub fn parse_retry_after(value: &HeaderValue, now: jiff::Timestamp) -> Option<Du
     let text = value.to_str().ok()?.trim();
     let delay = if let Ok(seconds) = text.parse::<u64>() {
         Duration::from_secs(seconds)
+    } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds: above the cap all the same.
+        MAX_RETRY_AFTER
     } else {
         let at = jiff::fmt::rfc2822::DateTimeParser::new()
             .parse_timestamp(text)
@@ -417,6 +420,11 @@ mod tests {
         assert_eq!(parse_retry_after(&huge, now), Some(MAX_RETRY_AFTER));
         let garbage = HeaderValue::from_static("soon");
         assert_eq!(parse_retry_after(&garbage, now), None);
+        // Found by a property test: a count too large for a u64 was ignored, not clamped.
+        let beyond_u64 = HeaderValue::from_static("100000000000000000000");
+        assert_eq!(parse_retry_after(&beyond_u64, now), Some(MAX_RETRY_AFTER));
+        let negative = HeaderValue::from_static("-5");
+        assert_eq!(parse_retry_after(&negative, now), None);
     }
 
     #[test]

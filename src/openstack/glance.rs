@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::{Error, classify};
+use super::error::{Error, TerminalKind, classify};
 use super::keystone::Session;
 
 /// Status of an image member in Glance. The same type as the CRD's member status: its serde
@@ -93,16 +93,33 @@ impl ImageQuery {
     }
 }
 
+/// One page of `GET /v2/images`.
 #[derive(Deserialize)]
-struct ImagePage {
-    images: Vec<Image>,
+pub(super) struct ImagePage {
+    /// The images on this page.
+    pub(super) images: Vec<Image>,
+    /// The link to the next page (`/v2/images?marker=…`), absent on the last page.
     #[serde(default)]
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
+/// The answer of `GET /v2/images/{image}/members`.
 #[derive(Deserialize)]
-struct MemberList {
-    members: Vec<Member>,
+pub(super) struct MemberList {
+    /// The image's members.
+    pub(super) members: Vec<Member>,
+}
+
+/// The query string of an image page's `next` link (what follows its first `?`), or `None`
+/// when there is no next page (no link, or a link without a query).
+pub(super) fn next_page_query(next: Option<&str>) -> Option<&str> {
+    next.and_then(|n| n.split_once('?')).map(|(_, query)| query)
+}
+
+/// Decodes the body of a 2xx Glance answer (no I/O). A body that is not the documented JSON
+/// is [`Error::unexpected`] (transient).
+pub(super) fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::unexpected(what, e))
 }
 
 /// The Glance v2 base URL for a catalog endpoint: `/v2` appended unless already there.
@@ -113,11 +130,17 @@ pub fn glance_base(endpoint: &str) -> Result<Url, Error> {
         .path_segments()
         .and_then(|mut segments| segments.rfind(|s| !s.is_empty()))
         .is_some_and(|last| last == "v2");
+    // Every trailing slash goes, so `…/v2//` gives `…/v2`, not `…/v2/` (and `…/v2//images`).
+    let trailing_slashes = url.path_segments().map_or(0, |segments| {
+        segments.rev().take_while(|s| s.is_empty()).count()
+    });
     {
         let mut segments = url
             .path_segments_mut()
             .map_err(|()| bad("cannot have a path"))?;
-        segments.pop_if_empty();
+        for _ in 0..trailing_slashes {
+            segments.pop_if_empty();
+        }
         if !has_version {
             segments.push("v2");
         }
@@ -126,8 +149,23 @@ pub fn glance_base(endpoint: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// `base` with `segments` appended, each percent-encoded as one path segment.
-fn join(mut base: Url, segments: &[&str]) -> Result<Url, Error> {
+/// `base` with `segments` appended, each percent-encoded as one path segment. A segment
+/// that cannot travel as itself is refused ([`TerminalKind::BadRequest`]): an empty one,
+/// `.` and `..` (the URL parser drops them or removes the segment before) and one with a
+/// tab, CR or LF (the URL parser strips these, so `.\t.` would become `..`). Glance accepts
+/// such member ids, but a request for one would address another resource: member `a\nb`
+/// would act on member `ab`, and removing `.\t.` would send `DELETE /v2/images/{id}/`,
+/// whose 404 reads as "already removed" while the member stays.
+pub(super) fn join(mut base: Url, segments: &[&str], what: &str) -> Result<Url, Error> {
+    if let Some(bad) = segments
+        .iter()
+        .find(|s| matches!(**s, "" | "." | "..") || s.contains(['\t', '\n', '\r']))
+    {
+        return Err(Error::Terminal {
+            kind: TerminalKind::BadRequest,
+            message: format!("{what}: the id {bad:?} cannot be sent as one url path segment"),
+        });
+    }
     let text = base.to_string();
     base.path_segments_mut()
         .map_err(|()| Error::config(format!("image endpoint {text} cannot have a path")))?
@@ -174,11 +212,11 @@ impl Session {
         let mut found = Vec::new();
         for _ in 0..MAX_PAGES {
             found.extend(page.images.into_iter().filter(|i| query.matches_locally(i)));
-            let Some(next) = page.next.as_deref().and_then(|n| n.split_once('?')) else {
+            let Some(next) = next_page_query(page.next.as_deref()) else {
                 return Ok(found);
             };
             page = self
-                .json(Method::GET, Target::ImagesQuery(next.1), None, &what)
+                .json(Method::GET, Target::ImagesQuery(next), None, &what)
                 .await?;
         }
         Err(Error::unexpected(
@@ -270,7 +308,7 @@ impl Session {
         what: &str,
     ) -> Result<T, Error> {
         let text = self.send(method, target, body, what).await?;
-        serde_json::from_str(&text).map_err(|e| Error::unexpected(what, e))
+        decode(&text, what)
     }
 
     /// Sends one Glance request (with one re-authentication and retry on 401) and returns
@@ -290,14 +328,14 @@ impl Session {
             let base = glance_base(token.image_endpoint())?;
             let url = match &target {
                 Target::Path(segments, pairs) => {
-                    let mut url = join(base, segments)?;
+                    let mut url = join(base, segments, what)?;
                     if !pairs.is_empty() {
                         url.query_pairs_mut().extend_pairs(pairs);
                     }
                     url
                 }
                 Target::ImagesQuery(query) => {
-                    let mut url = join(base, &["images"])?;
+                    let mut url = join(base, &["images"], what)?;
                     url.set_query(Some(query));
                     url
                 }
@@ -359,6 +397,9 @@ mod tests {
         assert_eq!(base("https://cloud/image"), "https://cloud/image/v2");
         assert_eq!(base("https://cloud/image/v2/"), "https://cloud/image/v2");
         assert_eq!(base("https://cloud/v2"), "https://cloud/v2");
+        // Found by a property test: these kept a slash before the path that follows.
+        assert_eq!(base("https://cloud/v2//"), "https://cloud/v2");
+        assert_eq!(base("http://g///"), "http://g/v2");
     }
 
     #[test]
@@ -366,9 +407,37 @@ mod tests {
         let url = join(
             glance_base("http://g:9292").expect("valid"),
             &["images", "a/b?c", "members"],
+            "list members of image a/b?c",
         )
         .expect("joined");
         assert_eq!(url.as_str(), "http://g:9292/v2/images/a%2Fb%3Fc/members");
+    }
+
+    #[test]
+    fn ids_that_would_not_stay_one_path_segment_are_refused() {
+        let base = glance_base("http://g:9292").expect("valid");
+        let what = "remove member from image i1";
+        // Before: `.\t.` lost its tab and became `..`, so removing that member sent
+        // DELETE /v2/images/i1/ (a 404, read as removed); `a\nb` addressed member `ab`;
+        // `.` and `..` the member list.
+        for bad in ["", ".", "..", ".\t.", "a\nb", "\r", "x\ty"] {
+            let err =
+                join(base.clone(), &["images", "i1", "members", bad], what).expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    Error::Terminal {
+                        kind: TerminalKind::BadRequest,
+                        ..
+                    }
+                ),
+                "{bad:?}: {err:?}"
+            );
+            assert!(err.to_string().starts_with(what), "{err}");
+        }
+        let url = join(base, &["images", "i1", "members", "%2e%2e", "..."], what)
+            .expect("literal dots and percent signs stay one segment");
+        assert_eq!(url.path(), "/v2/images/i1/members/%252e%252e/...");
     }
 
     #[test]

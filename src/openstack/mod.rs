@@ -27,3 +27,5 @@ pub fn install_crypto_provider() {
 
 #[cfg(test)]
 mod http_tests;
+#[cfg(test)]
+mod prop_tests;

@@ -135,6 +135,11 @@ async fn one_passing_fault_does_not_flip_ready() {
         "the pass was retried"
     );
     t.wait_reason("share", "InSync", CONVERGE).await;
+    row(
+        "one 503 on an ImageShare that is Ready",
+        "the pass is retried after 2 s; Ready stays True (no flap)",
+        "Ready sampled every 100 ms until the retry: never False",
+    );
 }
 
 /// Waits for the request after the one that got a 429; returns when both came.
