@@ -166,8 +166,12 @@ pub struct CredentialsRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberSpec {
-    /// Keystone project ID of the consumer (Glance's member_id).
-    #[schemars(length(min = 1, max = 255))]
+    /// Keystone project ID of the consumer (Glance's member_id): no spaces or slashes, and
+    /// not just dots.
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[^\s/]*[^\s/.][^\s/]*$")
+    )]
     pub project: String,
 
     /// Status to keep this member at: accepted, rejected or pending. Omitted: the status is

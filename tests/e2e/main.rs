@@ -607,6 +607,14 @@ async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message()
             "every member needs consumer credentials and a status",
         ),
         (
+            json!({"image": {"id": id}, "producer": p, "members": [{"project": "a/b"}]}),
+            "spec.members[0].project",
+        ),
+        (
+            json!({"image": {"id": id}, "producer": p, "members": [{"project": ".."}]}),
+            "spec.members[0].project",
+        ),
+        (
             json!({"image": {"id": id}, "producer": p, "resyncPeriod": "5s"}),
             "resyncPeriod must be between 30s and 24h",
         ),
