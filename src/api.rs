@@ -266,7 +266,7 @@ pub struct ImageShareStatus {
     #[serde(default)]
     pub members: Vec<MemberState>,
 
-    /// How many (image, member) pairs are in each state (InSync, Progressing, ...), counting
+    /// How many (image, member) pairs are in each state (InSync, AwaitingConsumer, ...), counting
     /// the rows left out of members too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub member_counts: BTreeMap<String, u32>,
@@ -333,8 +333,8 @@ pub struct MemberState {
     /// Status the spec asks for; absent when the status is left to the consumer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_status: Option<MemberStatus>,
-    /// Summary of this member: InSync, Progressing, AwaitingConsumer, Conflict, Failed,
-    /// Suspended or Contested.
+    /// Summary of this member: InSync, AwaitingConsumer, Conflict, Failed, Suspended or
+    /// Contested.
     pub state: MemberPhase,
     /// Why the member is not in sync, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,8 +346,6 @@ pub struct MemberState {
 pub enum MemberPhase {
     /// The member exists with the desired status (or any status, when not managed).
     InSync,
-    /// A change was made or is pending in this pass.
-    Progressing,
     /// The member is shared but its status waits for the consumer (no consumer credentials,
     /// or the status is left to the consumer and it has not answered).
     AwaitingConsumer,
@@ -367,7 +365,6 @@ impl MemberPhase {
     pub fn as_str(self) -> &'static str {
         match self {
             MemberPhase::InSync => "InSync",
-            MemberPhase::Progressing => "Progressing",
             MemberPhase::AwaitingConsumer => "AwaitingConsumer",
             MemberPhase::Conflict => "Conflict",
             MemberPhase::Failed => "Failed",
@@ -382,7 +379,8 @@ impl MemberPhase {
 pub enum Reason {
     /// Everything declared is in place.
     InSync,
-    /// Changes were made in this pass; the next pass confirms them.
+    /// Removals wait a few seconds: for an undeclared member to be seen twice, or for another
+    /// ImageShare that may declare it to process its spec.
     Progressing,
     /// A managed status could not be set: the consumer has to act or give credentials.
     AwaitingConsumer,

@@ -23,9 +23,6 @@ use super::status::{self, Held, Report};
 use super::{Context, DEFERRED_RETRY, Error, Failure, MANAGER, backoff, events, overlap};
 use crate::api::{ImageShare, ImageShareStatus, Reason};
 
-/// Requeue delay after a pass that changed Glance, to confirm the result.
-pub const CONFIRM_AFTER: Duration = Duration::from_secs(2);
-
 /// When to come back after a pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Next {
@@ -41,9 +38,10 @@ pub enum Next {
     After(Duration),
 }
 
-/// Chooses when to come back: transient faults back off (honouring Retry-After); a pass that
-/// changed Glance confirms shortly; removals waiting for another object retry soon; a held
-/// status comes back when its hold ends; otherwise the (jittered) resync period.
+/// Chooses when to come back: transient faults back off (honouring Retry-After); removals
+/// waiting for another object (or a second sighting) retry soon; a held status comes back
+/// when its hold ends; otherwise the (jittered) resync period. A pass whose writes Glance
+/// accepted needs no confirming pass: Glance's answers are the confirmation.
 pub fn next(pass: Result<&Report, &Failure>, resync: Duration) -> Next {
     let report = match pass {
         Err(f) if f.is_transient() => {
@@ -60,9 +58,6 @@ pub fn next(pass: Result<&Report, &Failure>, resync: Duration) -> Next {
             retry_after: f.retry_after,
             progressed: report.changed_anything(),
         };
-    }
-    if report.changed_anything() {
-        return Next::After(CONFIRM_AFTER);
     }
     if report.deferred {
         return Next::After(DEFERRED_RETRY);
@@ -408,9 +403,9 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_that_changed_glance_confirms_shortly() {
+    fn a_pass_whose_writes_succeeded_needs_no_confirming_pass() {
         let done = report(vec![Outcome::Done]);
-        assert_eq!(next(Ok(&done), RESYNC), Next::After(CONFIRM_AFTER));
+        assert_eq!(next(Ok(&done), RESYNC), Next::After(RESYNC));
     }
 
     #[test]

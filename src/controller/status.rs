@@ -134,15 +134,12 @@ pub fn build(
                 .collect();
             let message = match &report.observed.missing {
                 Some(missing) if reason == missing.reason => Some(missing.message.clone()),
-                _ => {
-                    (reason == Reason::Progressing && report.deferred && !report.changed_anything())
-                        .then(|| {
-                            "some removals wait a few seconds (an undeclared member is removed \
+                _ => (reason == Reason::Progressing && report.deferred).then(|| {
+                    "some removals wait a few seconds (an undeclared member is removed \
                          once seen twice, and members another ImageShare may declare once it \
                          has processed its spec); retrying shortly"
-                                .to_string()
-                        })
-                }
+                        .to_string()
+                }),
             };
             (images, rows, reason, message, report.ledger.to_entries())
         }
@@ -262,21 +259,15 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
         for member in &spec.members {
             let pair = (image.id.clone(), member.project.clone());
             let mut current = image.members.get(&member.project).copied();
-            let mut changed = false;
             let mut awaiting = false;
             let mut failed: Option<&Failure> = report.observed.member_failures.get(&member.project);
             for (step, outcome) in outcomes.remove(&pair).into_iter().flatten() {
                 match (step, outcome) {
-                    (Step::Add { .. }, Outcome::Done) => {
-                        current = current.or(Some(MemberStatus::Pending));
-                        changed = true;
-                    }
-                    (Step::Add { .. }, Outcome::Unchanged) => {
+                    (Step::Add { .. }, Outcome::Done | Outcome::Unchanged) => {
                         current = current.or(Some(MemberStatus::Pending));
                     }
                     (Step::SetStatus { status, .. }, Outcome::Done) => {
                         current = Some(*status);
-                        changed = true;
                     }
                     (_, Outcome::AwaitingConsumer) => awaiting = true,
                     (_, Outcome::Failed(f)) => failed = failed.or(Some(f)),
@@ -344,8 +335,6 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     Some(Reason::Forbidden),
                     Some("not a member, and no producer to add it".into()),
                 )
-            } else if changed {
-                (MemberPhase::Progressing, Some(Reason::Progressing), None)
             } else if member.status.is_some() && current != member.status {
                 (
                     MemberPhase::Suspended,
@@ -420,7 +409,7 @@ fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reaso
         Reason::Conflict
     } else if spec.suspend {
         Reason::Suspended
-    } else if has(Reason::Progressing) || report.changed_anything() || report.deferred {
+    } else if report.deferred {
         Reason::Progressing
     } else if has(Reason::AwaitingConsumer) {
         Reason::AwaitingConsumer
@@ -456,7 +445,7 @@ fn ready_message(
         .unwrap_or_default();
     match reason {
         Reason::InSync => counts,
-        Reason::Progressing => format!("changes applied, confirming on the next pass; {counts}"),
+        Reason::Progressing => format!("removals pending; {counts}"),
         _ => format!("{counts}{first_problem}"),
     }
 }
@@ -518,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_that_changed_glance_is_progressing() {
+    fn a_pass_whose_changes_glance_accepted_is_in_sync_at_once() {
         let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
         let images = vec![image("img", &[])];
         let steps = plan(
@@ -535,9 +524,9 @@ mod tests {
             ..Report::default()
         };
         let status = build(&spec, Some(1), Ok(&report), None, &now());
-        assert_eq!(ready(&status), ("False", "Progressing"));
+        assert_eq!(ready(&status), ("True", "InSync"));
         assert_eq!(status.members[0].status, Some(MemberStatus::Accepted));
-        assert_eq!(status.members[0].state, MemberPhase::Progressing);
+        assert_eq!(status.members[0].state, MemberPhase::InSync);
     }
 
     #[test]
