@@ -54,8 +54,8 @@ demo: build
 	bash stack/operator.sh
 	bash stack/demo.sh
 
-## Benchmarks that print numbers: the pure plan/status path, and convergence on the real
-## stack (needs `make up operator`).
+## Benchmarks that print numbers: the pure plan/status path, and the operator next to the
+## direct-call limit on the local stack (starts it, with the release build); rewrites
+## BENCHMARKS.md. Long: not part of `make test`.
 bench:
-	$(CARGO) bench --locked --bench plan
-	$(CARGO) bench --locked --bench converge
+	bash stack/bench.sh

@@ -1,70 +1,527 @@
-//! Benchmark on the real local stack (`make up operator` first): how long the operator takes
-//! to share one image with N projects and to remove them again, and how many Keystone
-//! authentications that cost. Prints numbers; asserts nothing about time.
-//! Run: `make bench` (or `cargo bench --bench converge`).
+//! Benchmark on the real local stack (`make bench` starts it and the operator): the operator
+//! next to the limit, measured in the same run against the same Glance. The limit is a
+//! direct client on the same HTTP stack (this crate's OpenStack client) that makes exactly
+//! the minimum calls (one member list per image, one write per difference) at the same
+//! concurrency as the operator (8 requests at a time per credential). Glance calls are
+//! counted on the way in by a forwarding proxy both go through. Prints a Markdown table
+//! (`bench-row:` lines, collected into BENCHMARKS.md); asserts only that both reached the
+//! same Glance state.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs, dead_code)]
 
 #[path = "../tests/e2e/support.rs"]
 mod support;
 
+#[path = "../tests/e2e/fault_proxy.rs"]
+mod fault_proxy;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use imageshare::api::ImageShare;
+use imageshare::openstack::{CloudConfig, Clouds, Session};
 use serde_json::json;
-use support::{Os, TestNs};
 
-async fn keystone_authentications() -> u64 {
-    let port = std::env::var("OPERATOR_PORT").unwrap_or_else(|_| "28080".into());
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("operator metrics")
-        .text()
+use fault_proxy::FaultProxy;
+use support::*;
+
+/// Requests at a time per credential, as the operator's default --per-cloud-limit.
+const CONCURRENCY: usize = 8;
+/// Longest wait for one measurement.
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Glance calls by kind seen by the proxy since `from`.
+fn calls(proxy: &FaultProxy, from: usize) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for seen in proxy.seen().into_iter().skip(from) {
+        let kind = match (seen.method.as_str(), seen.path.matches('/').count()) {
+            ("GET", 3) => "get image",
+            ("GET", 4) => "list members",
+            ("GET", _) => "other get",
+            ("POST", _) => "add",
+            ("PUT", _) => "set status",
+            ("DELETE", _) => "remove",
+            _ => "other",
+        };
+        *kinds.entry(kind.to_string()).or_insert(0) += 1;
+    }
+    kinds
+}
+
+fn total(kinds: &BTreeMap<String, usize>) -> usize {
+    kinds.values().sum()
+}
+
+/// The direct client: a session of `identity` that reaches Glance through the proxy.
+fn direct(identity: &str, proxy: &FaultProxy) -> Arc<Session> {
+    let config =
+        CloudConfig::from_clouds_yaml(&clouds_yaml_via(identity, &proxy.url), "openstack", None)
+            .unwrap();
+    Clouds::new(CONCURRENCY).session(&config)
+}
+
+/// The limit for adding `projects` to `images`: one list per image, one add per missing.
+async fn limit_add(session: &Session, images: &[String], projects: &[String]) -> Duration {
+    let start = Instant::now();
+    let lists: Vec<_> = futures::stream::iter(images)
+        .map(|image| async move { (image, session.list_members(image).await.unwrap()) })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let writes: Vec<(String, String)> = lists
+        .into_iter()
+        .flat_map(|(image, members)| {
+            projects
+                .iter()
+                .filter(move |p| !members.iter().any(|m| &m.member_id == *p))
+                .map(move |p| (image.clone(), p.clone()))
+        })
+        .collect();
+    futures::stream::iter(writes)
+        .for_each_concurrent(CONCURRENCY, |(image, project)| async move {
+            retry(|| session.create_member(&image, &project)).await;
+        })
+        .await;
+    start.elapsed()
+}
+
+/// The limit for removing every member of `images`: one list per image, one delete each.
+async fn limit_remove(session: &Session, images: &[String]) -> Duration {
+    let start = Instant::now();
+    let lists: Vec<_> = futures::stream::iter(images)
+        .map(|image| async move { (image, session.list_members(image).await.unwrap()) })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let writes: Vec<(String, String)> = lists
+        .into_iter()
+        .flat_map(|(image, members)| {
+            members
+                .into_iter()
+                .map(move |m| (image.clone(), m.member_id))
+        })
+        .collect();
+    futures::stream::iter(writes)
+        .for_each_concurrent(CONCURRENCY, |(image, project)| async move {
+            retry(|| session.delete_member(&image, &project)).await;
+        })
+        .await;
+    start.elapsed()
+}
+
+/// The limit for `consumer` accepting `images`: one status write each, as that consumer.
+async fn limit_accept(consumer: &Session, images: &[String], project: &str) -> Duration {
+    let start = Instant::now();
+    futures::stream::iter(images)
+        .for_each_concurrent(CONCURRENCY, |image| async move {
+            retry(|| {
+                consumer.update_member_status(
+                    image,
+                    project,
+                    imageshare::openstack::MemberStatus::Accepted,
+                )
+            })
+            .await;
+        })
+        .await;
+    start.elapsed()
+}
+
+/// Retries a call on transient faults (the operator does too), a few times.
+async fn retry<T, F, Fut>(call: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, imageshare::openstack::Error>>,
+{
+    for attempt in 0..5 {
+        match call().await {
+            Ok(_) => return,
+            Err(e) if e.is_transient() && attempt < 4 => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(imageshare::openstack::Error::Conflict { .. })
+            | Err(imageshare::openstack::Error::NotFound { .. }) => return,
+            Err(e) => panic!("direct client: {e}"),
+        }
+    }
+}
+
+/// Waits until every ImageShare of `t` is InSync for its current generation.
+async fn all_in_sync(t: &TestNs) {
+    let done = wait_until(TIMEOUT, || async {
+        let list = t.shares().list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|s: &ImageShare| {
+                s.ready_condition().is_some_and(|c| {
+                    c.reason == "InSync" && c.observed_generation == s.metadata.generation
+                })
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "not InSync within {TIMEOUT:?}");
+}
+
+fn spec(image: &str, members: &[serde_json::Value]) -> serde_json::Value {
+    json!({"image": {"id": image}, "producer": creds("producer-cloud"), "members": members})
+}
+
+/// One row: operation, N x M, operator seconds, limit seconds, ratio, calls.
+fn row(
+    op: &str,
+    n: usize,
+    m: usize,
+    ours: Duration,
+    limit: Duration,
+    ours_calls: usize,
+    min_calls: usize,
+) {
+    println!(
+        "bench-row: | {op} | {n} x {m} | {:.2} | {:.2} | {:.2} | {ours_calls} | {min_calls} | {:.2} |",
+        ours.as_secs_f64(),
+        limit.as_secs_f64(),
+        ours.as_secs_f64() / limit.as_secs_f64().max(0.001),
+        ours_calls as f64 / min_calls.max(1) as f64
+    );
+}
+
+async fn matrix(producer: &Os) {
+    for (n, m) in [
+        (1, 1),
+        (1, 10),
+        (1, 100),
+        (10, 1),
+        (10, 10),
+        (10, 100),
+        (100, 1),
+        (100, 10),
+        (100, 100),
+    ] {
+        let t = TestNs::new("bench").await;
+        let proxy = FaultProxy::start(producer.glance_url()).await;
+        t.put_secret("producer-cloud", &clouds_yaml_via("producer", &proxy.url))
+            .await;
+        let session = direct("producer", &proxy);
+        let mut images = Vec::new();
+        for i in 0..n {
+            images.push(
+                producer
+                    .create_image(&unique(&format!("bench{i}")), "shared", &[])
+                    .await,
+            );
+        }
+        let projects: Vec<String> = (0..m)
+            .map(|_| format!("{:032x}", fastrand::u128(..)))
+            .collect();
+        let members: Vec<_> = projects.iter().map(|p| json!({"project": p})).collect();
+
+        // The limit first (add, then remove), then the operator on the same images.
+        let from = proxy.seen().len();
+        let limit_in = limit_add(&session, &images, &projects).await;
+        let limit_in_calls = total(&calls(&proxy, from));
+        let from = proxy.seen().len();
+        let limit_out = limit_remove(&session, &images).await;
+        let limit_out_calls = total(&calls(&proxy, from));
+
+        let from = proxy.seen().len();
+        let start = Instant::now();
+        for (i, image) in images.iter().enumerate() {
+            t.create(&format!("s{i}"), spec(image, &members)).await;
+        }
+        all_in_sync(&t).await;
+        let ours_in = start.elapsed();
+        let ours_in_calls = calls(&proxy, from);
+        for image in &images {
+            assert_eq!(
+                producer.members(image).await.len(),
+                m,
+                "operator shared all"
+            );
+        }
+        let from = proxy.seen().len();
+        let start = Instant::now();
+        for i in 0..n {
+            t.patch_spec(&format!("s{i}"), json!({"members": []})).await;
+        }
+        all_in_sync(&t).await;
+        let ours_out = start.elapsed();
+        let ours_out_calls = calls(&proxy, from);
+        for image in &images {
+            assert!(
+                producer.members(image).await.is_empty(),
+                "operator removed all"
+            );
+        }
+        row(
+            "add",
+            n,
+            m,
+            ours_in,
+            limit_in,
+            total(&ours_in_calls),
+            limit_in_calls,
+        );
+        row(
+            "remove",
+            n,
+            m,
+            ours_out,
+            limit_out,
+            total(&ours_out_calls),
+            limit_out_calls,
+        );
+        println!("bench-calls: add {n} x {m}: {ours_in_calls:?}; remove: {ours_out_calls:?}");
+        t.delete_namespace_and_wait_gone(TIMEOUT).await;
+    }
+}
+
+/// Sharing with the three real consumers and keeping them accepted with their own
+/// credentials, on N images.
+async fn statuses(producer: &Os) {
+    let consumers = ["consumer-a", "consumer-b", "consumer-c"];
+    for n in [1, 10, 100] {
+        let t = TestNs::new("bench-status").await;
+        let proxy = FaultProxy::start(producer.glance_url()).await;
+        for identity in ["producer"].iter().chain(&consumers) {
+            t.put_secret(
+                &format!("{identity}-cloud"),
+                &clouds_yaml_via(identity, &proxy.url),
+            )
+            .await;
+        }
+        let mut images = Vec::new();
+        for i in 0..n {
+            images.push(
+                producer
+                    .create_image(&unique(&format!("status{i}")), "shared", &[])
+                    .await,
+            );
+        }
+        let projects: Vec<String> = consumers.iter().map(|c| project_id(c)).collect();
+        // The limit: add the three, then each consumer accepts every image.
+        let session = direct("producer", &proxy);
+        let from = proxy.seen().len();
+        let mut limit = limit_add(&session, &images, &projects).await;
+        for (consumer, project) in consumers.iter().zip(&projects) {
+            limit += limit_accept(&direct(consumer, &proxy), &images, project).await;
+        }
+        let min_calls = total(&calls(&proxy, from));
+        limit_remove(&session, &images).await;
+
+        let members: Vec<_> = consumers
+            .iter()
+            .zip(&projects)
+            .map(|(c, p)| json!({"project": p, "status": "accepted", "consumer": creds(&format!("{c}-cloud"))}))
+            .collect();
+        let from = proxy.seen().len();
+        let start = Instant::now();
+        for (i, image) in images.iter().enumerate() {
+            t.create(&format!("s{i}"), spec(image, &members)).await;
+        }
+        all_in_sync(&t).await;
+        let ours = start.elapsed();
+        let ours_calls = calls(&proxy, from);
+        row(
+            "add + accept as consumer",
+            n,
+            3,
+            ours,
+            limit,
+            total(&ours_calls),
+            min_calls,
+        );
+        println!("bench-calls: add + accept {n} x 3: {ours_calls:?}");
+        t.delete_namespace_and_wait_gone(TIMEOUT).await;
+    }
+}
+
+/// One member added to an ImageShare that has 100: from the apply to the Glance call, and
+/// to Ready, over 50 tries.
+async fn incremental(producer: &Os) {
+    let t = TestNs::new("bench-incr").await;
+    let proxy = FaultProxy::start(producer.glance_url()).await;
+    t.put_secret("producer-cloud", &clouds_yaml_via("producer", &proxy.url))
+        .await;
+    let image = producer.create_image(&unique("incr"), "shared", &[]).await;
+    let mut members: Vec<_> = (0..100)
+        .map(|_| json!({"project": format!("{:032x}", fastrand::u128(..))}))
+        .collect();
+    t.create("s", spec(&image, &members)).await;
+    all_in_sync(&t).await;
+    let (mut to_call, mut to_ready) = (Vec::new(), Vec::new());
+    for _ in 0..50 {
+        let project = format!("{:032x}", fastrand::u128(..));
+        members.push(json!({"project": project}));
+        let start = Instant::now();
+        t.patch_spec("s", json!({"members": members})).await;
+        let called = wait_until(TIMEOUT, || async {
+            proxy
+                .seen()
+                .iter()
+                .find(|s| s.method == "POST" && s.at > start)
+                .map(|s| s.at)
+        })
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("imageshare_keystone_authentications_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        to_call.push(called - start);
+        all_in_sync(&t).await;
+        to_ready.push(start.elapsed());
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "bench-incr: | one member added to 100 (50 tries) | {:.0} | {:.0} | {:.0} | {:.0} |",
+        pct(&mut to_call, 0.5),
+        pct(&mut to_call, 0.99),
+        pct(&mut to_ready, 0.5),
+        pct(&mut to_ready, 0.99)
+    );
+    t.delete_namespace_and_wait_gone(TIMEOUT).await;
+}
+
+/// Resident memory high-water mark (KiB) and CPU seconds of a process, from /proc.
+fn usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    (hwm, ticks / 100.0)
+}
+
+fn operator_pid() -> u32 {
+    std::fs::read_to_string(state_dir().join("pids/operator.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `count` ImageShares of `t` have a status for their generation.
+async fn all_reported(t: &TestNs, count: usize) -> Duration {
+    let start = Instant::now();
+    let done = wait_until(TIMEOUT, || async {
+        let list = t.shares().list(&Default::default()).await.ok()?;
+        let reported = list
+            .items
+            .iter()
+            .filter(|s: &&ImageShare| {
+                s.status
+                    .as_ref()
+                    .is_some_and(|st| st.observed_generation == s.metadata.generation)
+            })
+            .count();
+        (reported >= count).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "{count} objects not reported within {TIMEOUT:?}"
+    );
+    start.elapsed()
+}
+
+/// 1,000 and then 10,000 ImageShares whose Secret is missing (no OpenStack call at all):
+/// time to report them all, the operator's peak RSS and CPU; then a restart with 10,000:
+/// time to the first pass and until the cache holds them all (/readyz).
+async fn scale() {
+    let t = TestNs::new("bench-scale").await;
+    let pid = operator_pid();
+    let (_, cpu_before) = usage(pid);
+    let mut made = 0;
+    for target in [1_000usize, 10_000] {
+        let start = Instant::now();
+        futures::stream::iter(made..target)
+            .for_each_concurrent(32, |i| {
+                let t = &t;
+                async move {
+                    let spec = json!({"image": {"id": "1c779bec-127f-47eb-8356-140d685991dd"},
+                        "producer": creds("missing-cloud"),
+                        "members": [{"project": format!("{i:032x}")}]});
+                    t.create(&format!("s{i:05}"), spec).await;
+                }
+            })
+            .await;
+        made = target;
+        all_reported(&t, target).await;
+        let (hwm, cpu) = usage(pid);
+        println!(
+            "bench-scale: | {target} ImageShares (Secret missing) | {:.0} | {:.1} | {:.1} |",
+            start.elapsed().as_secs_f64(),
+            hwm as f64 / 1024.0,
+            cpu - cpu_before
+        );
+    }
+    // Restart with 10,000 in the cluster.
+    let start = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let out = std::process::Command::new("bash")
+        .arg(format!("{}/stack/operator.sh", env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ready = start.elapsed();
+    // From the process's first log line to its first pass, by the log's own timestamps.
+    let first_pass = wait_until(TIMEOUT, || async {
+        let log = operator_log();
+        let stamp = |line: &str| {
+            line.split_whitespace()
+                .next()?
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .ok()
+        };
+        let started = log.lines().find_map(stamp)?;
+        let pass = log
+            .lines()
+            .filter(|l| l.contains("reconciling object"))
+            .find_map(stamp)?;
+        Some(pass.duration_since(started))
+    })
+    .await
+    .unwrap();
+    println!(
+        "bench-startup: | restart with 10,000 ImageShares | {:.1} | {:.1} |",
+        first_pass.as_secs_f64(),
+        ready.as_secs_f64()
+    );
+    t.delete_namespace_and_wait_gone(TIMEOUT).await;
 }
 
 #[tokio::main]
 async fn main() {
-    let timeout = Duration::from_secs(300);
-    println!(
-        "{:>8} {:>12} {:>12} {:>16}",
-        "members", "share_s", "remove_s", "keystone_auths"
-    );
-    for members in [10usize, 50, 100] {
-        let t = TestNs::new("bench").await;
-        let producer = Os::login("producer").await;
-        let image = producer
-            .create_image(&format!("bench-{members}-{}", t.name), "shared", &[])
-            .await;
-        let projects: Vec<_> = (0..members)
-            .map(|i| json!({"project": format!("{:08x}{i:024x}", fastrand::u32(..))}))
-            .collect();
-        let auths = keystone_authentications().await;
-        let start = Instant::now();
-        t.create(
-            "bench",
-            json!({"image": {"id": image}, "producer": {"credentialsRef":
-                {"secretName": "producer-cloud", "cloudName": "openstack"}},
-                "membership": "Exclusive", "members": projects}),
-        )
-        .await;
-        t.wait_reason("bench", "InSync", timeout).await;
-        let share = start.elapsed();
-        assert_eq!(producer.members(&image).await.len(), members);
-
-        let start = Instant::now();
-        t.patch_spec("bench", json!({"members": []})).await;
-        t.wait_reason("bench", "InSync", timeout).await;
-        let remove = start.elapsed();
-        assert!(producer.members(&image).await.is_empty());
-        let auths = keystone_authentications().await - auths;
-        println!(
-            "{members:>8} {:>12.2} {:>12.2} {auths:>16}",
-            share.as_secs_f64(),
-            remove.as_secs_f64()
-        );
+    imageshare::openstack::install_crypto_provider();
+    let producer = Os::login("producer").await;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "incremental" {
+        incremental(&producer).await;
+    }
+    if only.is_empty() || only == "statuses" {
+        statuses(&producer).await;
+    }
+    if only.is_empty() || only == "matrix" {
+        matrix(&producer).await;
+    }
+    if only.is_empty() || only == "scale" {
+        scale().await;
     }
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Benchmarks on the local stack (`make bench`): starts the stack and the operator (release
+# build), runs the pure plan/status benchmark and the convergence benchmark (the operator
+# next to the direct-call limit, calls counted, incremental latency, scale and start-up),
+# and rewrites BENCHMARKS.md. Stops everything afterwards. BENCH_ONLY=incremental|statuses|
+# matrix|scale runs one part (the file then holds only that part).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap 'bash "$STACK_DIR/down.sh"' EXIT
+start=$SECONDS
+cargo build --locked --release --quiet
+bash "$STACK_DIR/up.sh"
+IMAGESHARE_BIN="$REPO_DIR/target/release/imageshare" bash "$STACK_DIR/operator.sh"
+out="$STATE_DIR/bench.out"
+set -o pipefail
+cargo bench --locked --bench plan 2>&1 | tee "$out"
+cargo bench --locked --bench converge 2>&1 | tee -a "$out"
+elapsed=$((SECONDS - start))
+
+table() { grep -o "$1: .*" "$out" | sed "s/^$1: //"; }
+{
+  cat <<EOF2
+# Benchmarks
+
+Measured by \`make bench\` on $(date -u +%Y-%m-%d) in ${elapsed} s, on this machine: $(nproc) cores,
+$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr). Stack: kube-apiserver
+$KUBE_VERSION, etcd $ETCD_VERSION, Keystone $KEYSTONE_VERSION, Glance $GLANCE_VERSION, all on 127.0.0.1
+(see README, "What runs where"); the operator is the release build with its default flags
+(8 ImageShares and 8 OpenStack requests per credential at a time). Regenerate with
+\`make bench\`; do not edit by hand.
+
+## Converge time and calls, next to the limit
+
+The limit is a direct client on the same HTTP stack making exactly the minimum calls (one
+member list per image, one write per difference) at the same concurrency (8), against the
+same Glance, in the same run. Operator times run from the \`kubectl apply\` (ImageShares
+created or edited) to every ImageShare Ready for its generation. Glance calls are counted
+on the way in by a forwarding proxy both go through.
+
+| Operation | Images x members | Operator s | Limit s | Ratio | Operator calls | Minimum calls | Calls ratio |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+$(table bench-row)
+
+Calls by kind (operator):
+
+\`\`\`
+$(table bench-calls)
+\`\`\`
+
+## One more member (ms)
+
+| Change | To the Glance call p50 | p99 | To Ready p50 | p99 |
+| --- | --- | --- | --- | --- |
+$(table bench-incr)
+
+## Scale: memory and CPU (release build)
+
+| Objects | Seconds until all reported | Peak RSS MiB | CPU s |
+| --- | --- | --- | --- |
+$(table bench-scale)
+
+| Start-up | First pass s (from process start) | Until /readyz, all objects cached s (incl. applying deploy/) |
+| --- | --- | --- |
+$(table bench-startup)
+
+## Pure decisions (plan and status build)
+
+\`\`\`
+$(sed -n '/images  *members/,/^$/p' "$out")
+\`\`\`
+EOF2
+} >"$REPO_DIR/BENCHMARKS.md"
+log "benchmarks finished in ${elapsed}s; BENCHMARKS.md rewritten"
