@@ -204,6 +204,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     let (store, writer) = reflector::store();
     let changes = watcher(shares, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(trim)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(changes_that_matter, Default::default());
@@ -254,6 +255,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// Drops from the cached copy what the controller never reads: managed fields and kubectl's
+/// last-applied annotation (a copy of the spec), most of an object's size.
+fn trim(share: &mut ImageShare) {
+    share.managed_fields_mut().clear();
+    if let Some(annotations) = share.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// A hash of what makes a new pass worth running: the spec (generation), deletion,
@@ -346,6 +356,25 @@ mod tests {
         let first = retry_delay(&backoff, &key, &error);
         let second = retry_delay(&backoff, &key, &error);
         assert!(first < Duration::from_secs(3) && second >= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_last_applied_copy() {
+        let mut share = ImageShare::new("x", fixtures::spec());
+        share.metadata.managed_fields = Some(vec![Default::default()]);
+        share.metadata.annotations = Some(
+            [
+                (
+                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                    "{}".to_string(),
+                ),
+                ("team".to_string(), "a".to_string()),
+            ]
+            .into(),
+        );
+        trim(&mut share);
+        assert_eq!(share.metadata.managed_fields, Some(vec![]));
+        assert_eq!(share.annotations().len(), 1);
     }
 
     #[test]
