@@ -187,7 +187,71 @@ fn row(
     );
 }
 
+/// One measured combination of the matrix: (images, members, operator add, limit add,
+/// operator remove, limit remove).
+type Measured = (usize, usize, Duration, Duration, Duration, Duration);
+
+/// Draws the matrix as an SVG: seconds (log scale) per images x members, operator and limit,
+/// for adding and removing.
+fn plot(results: &[Measured], path: &std::path::Path) {
+    use plotters::prelude::*;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
+    root.fill(&WHITE).unwrap();
+    let secs = |d: &Duration| d.as_secs_f64().max(0.01);
+    let top = results
+        .iter()
+        .flat_map(|r| [r.2, r.3, r.4, r.5])
+        .map(|d| secs(&d))
+        .fold(1.0, f64::max)
+        * 2.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Converge time: operator vs direct-call limit",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0..results.len(), (0.01f64..top).log_scale())
+        .unwrap();
+    let labels: Vec<String> = results.iter().map(|r| format!("{}x{}", r.0, r.1)).collect();
+    chart
+        .configure_mesh()
+        .x_labels(results.len())
+        .x_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
+        .x_desc("images x members")
+        .y_desc("seconds")
+        .draw()
+        .unwrap();
+    type Pick = fn(&Measured) -> Duration;
+    let series: [(&str, RGBColor, Pick); 4] = [
+        ("add, operator", RED, |r| r.2),
+        ("add, limit", RGBColor(255, 160, 160), |r| r.3),
+        ("remove, operator", BLUE, |r| r.4),
+        ("remove, limit", RGBColor(150, 150, 255), |r| r.5),
+    ];
+    for (name, color, pick) in series {
+        chart
+            .draw_series(LineSeries::new(
+                results.iter().enumerate().map(|(i, r)| (i, secs(&pick(r)))),
+                color.stroke_width(2),
+            ))
+            .unwrap()
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .unwrap();
+    root.present().unwrap();
+}
+
 async fn matrix(producer: &Os) {
+    let mut results: Vec<Measured> = Vec::new();
     for (n, m) in [
         (1, 1),
         (1, 10),
@@ -254,6 +318,7 @@ async fn matrix(producer: &Os) {
                 "operator removed all"
             );
         }
+        results.push((n, m, ours_in, limit_in, ours_out, limit_out));
         row(
             "add",
             n,
@@ -275,6 +340,10 @@ async fn matrix(producer: &Os) {
         println!("bench-calls: add {n} x {m}: {ours_in_calls:?}; remove: {ours_out_calls:?}");
         t.delete_namespace_and_wait_gone(TIMEOUT).await;
     }
+    plot(
+        &results,
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench/converge.svg"),
+    );
 }
 
 /// Sharing with the three real consumers and keeping them accepted with their own

@@ -36,6 +36,8 @@ same Glance, in the same run. Operator times run from the \`kubectl apply\` (Ima
 created or edited) to every ImageShare Ready for its generation. Glance calls are counted
 on the way in by a forwarding proxy both go through.
 
+![Converge time, operator and limit](docs/bench/converge.svg)
+
 | Operation | Images x members | Operator s | Limit s | Ratio | Operator calls | Minimum calls | Calls ratio |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 $(table bench-row)
