@@ -147,21 +147,23 @@ where
     }
 }
 
-/// Waits until every ImageShare of `t` is InSync for its current generation.
+/// Waits until every ImageShare of `t` is InSync for its current generation, looking every
+/// 50 ms (the e2e harness looks every 500 ms, too coarse for timings).
 async fn all_in_sync(t: &TestNs) {
-    let done = wait_until(TIMEOUT, || async {
-        let list = t.shares().list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .all(|s: &ImageShare| {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(list) = t.shares().list(&Default::default()).await
+            && list.items.iter().all(|s: &ImageShare| {
                 s.ready_condition().is_some_and(|c| {
                     c.reason == "InSync" && c.observed_generation == s.metadata.generation
                 })
             })
-            .then_some(())
-    })
-    .await;
-    assert!(done.is_some(), "not InSync within {TIMEOUT:?}");
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not InSync within {TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn spec(image: &str, members: &[serde_json::Value]) -> serde_json::Value {

@@ -238,16 +238,19 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data
-    // is read (get) only by the pass itself.
+    // is read (get) only by the pass itself. The operator's own guard finalizers are not a
+    // change that needs a pass (with one Secret shared by N objects, each guard would
+    // otherwise make all N pass again).
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
         .watches(secrets, watcher::Config::default(), move |secret| {
             let ns = secret.namespace();
             let name = secret.name_any();
+            let ours = last_change_is_a_guard(&secret.metadata);
             mapper_store
                 .state()
                 .into_iter()
-                .filter(|s| s.namespace() == ns && references_secret(s, &name))
+                .filter(|s| !ours && s.namespace() == ns && references_secret(s, &name))
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
@@ -279,6 +282,20 @@ fn changes_that_matter(share: &ImageShare) -> Option<u64> {
     meta.labels.hash(&mut hasher);
     meta.annotations.hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// Whether the latest change of a Secret (by its managed fields' times) was one of the
+/// operator's deletion guards being set or released, and it is not being deleted.
+fn last_change_is_a_guard(meta: &kube::api::ObjectMeta) -> bool {
+    let guard_manager = credentials::GUARD_PREFIX.replace('/', "-");
+    meta.deletion_timestamp.is_none()
+        && meta
+            .managed_fields
+            .iter()
+            .flatten()
+            .max_by_key(|f| f.time.as_ref().map(|t| t.0))
+            .and_then(|f| f.manager.as_deref())
+            .is_some_and(|m| m.starts_with(&guard_manager))
 }
 
 /// Whether the ImageShare refers to the Secret `name` (same namespace assumed).
@@ -356,6 +373,29 @@ mod tests {
         let first = retry_delay(&backoff, &key, &error);
         let second = retry_delay(&backoff, &key, &error);
         assert!(first < Duration::from_secs(3) && second >= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_secret_change_that_was_only_a_guard_triggers_no_pass() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        let at = |secs: i64, manager: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            time: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default(),
+            )),
+            ..Default::default()
+        };
+        let guard = "imageshare.dev-credentials-in-use-3f2e";
+        let mut meta = kube::api::ObjectMeta {
+            managed_fields: Some(vec![at(100, "kubectl-client-side-apply"), at(200, guard)]),
+            ..Default::default()
+        };
+        assert!(last_change_is_a_guard(&meta));
+        meta.managed_fields = Some(vec![at(300, "kubectl-client-side-apply"), at(200, guard)]);
+        assert!(!last_change_is_a_guard(&meta), "new data after the guard");
+        meta.managed_fields = Some(vec![at(200, guard)]);
+        meta.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert!(!last_change_is_a_guard(&meta), "a deletion always counts");
     }
 
     #[test]
