@@ -166,6 +166,16 @@ async fn all_in_sync(t: &TestNs) {
     }
 }
 
+/// Creates one ImageShare per image (`s0`, `s1`, ...), 16 requests at a time, as an apply
+/// of a folder of manifests would.
+async fn create_all(t: &TestNs, images: &[String], members: &[serde_json::Value]) {
+    futures::stream::iter(images.iter().enumerate())
+        .for_each_concurrent(16, |(i, image)| async move {
+            t.create(&format!("s{i}"), spec(image, members)).await;
+        })
+        .await;
+}
+
 fn spec(image: &str, members: &[serde_json::Value]) -> serde_json::Value {
     json!({"image": {"id": image}, "producer": creds("producer-cloud"), "members": members})
 }
@@ -293,9 +303,7 @@ async fn matrix(producer: &Os) {
 
         let from = proxy.seen().len();
         let start = Instant::now();
-        for (i, image) in images.iter().enumerate() {
-            t.create(&format!("s{i}"), spec(image, &members)).await;
-        }
+        create_all(&t, &images, &members).await;
         all_in_sync(&t).await;
         let ours_in = start.elapsed();
         let ours_in_calls = calls(&proxy, from);
@@ -308,9 +316,12 @@ async fn matrix(producer: &Os) {
         }
         let from = proxy.seen().len();
         let start = Instant::now();
-        for i in 0..n {
-            t.patch_spec(&format!("s{i}"), json!({"members": []})).await;
-        }
+        futures::stream::iter(0..n)
+            .for_each_concurrent(16, |i| {
+                let t = &t;
+                async move { t.patch_spec(&format!("s{i}"), json!({"members": []})).await }
+            })
+            .await;
         all_in_sync(&t).await;
         let ours_out = start.elapsed();
         let ours_out_calls = calls(&proxy, from);
@@ -388,9 +399,7 @@ async fn statuses(producer: &Os) {
             .collect();
         let from = proxy.seen().len();
         let start = Instant::now();
-        for (i, image) in images.iter().enumerate() {
-            t.create(&format!("s{i}"), spec(image, &members)).await;
-        }
+        create_all(&t, &images, &members).await;
         all_in_sync(&t).await;
         let ours = start.elapsed();
         let ours_calls = calls(&proxy, from);
@@ -478,6 +487,27 @@ fn usage(pid: u32) -> (u64, f64) {
     (hwm, ticks / 100.0)
 }
 
+/// kill -9 of the operator and a new start as stack/operator.sh does it (which returns once
+/// /readyz answers, i.e. the cache holds every ImageShare), with the release build.
+fn restart_operator() {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &operator_pid().to_string()])
+        .status();
+    let out = std::process::Command::new("bash")
+        .arg(format!("{}/stack/operator.sh", env!("CARGO_MANIFEST_DIR")))
+        .env(
+            "IMAGESHARE_BIN",
+            format!("{}/target/release/imageshare", env!("CARGO_MANIFEST_DIR")),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn operator_pid() -> u32 {
     std::fs::read_to_string(state_dir().join("pids/operator.pid"))
         .unwrap()
@@ -514,6 +544,8 @@ async fn all_reported(t: &TestNs, count: usize) -> Duration {
 /// time to report them all, the operator's peak RSS and CPU; then a restart with 10,000:
 /// time to the first pass and until the cache holds them all (/readyz).
 async fn scale() {
+    // A fresh operator process, so its peak RSS is about these objects only.
+    restart_operator();
     let t = TestNs::new("bench-scale").await;
     let pid = operator_pid();
     let (_, cpu_before) = usage(pid);
@@ -543,18 +575,7 @@ async fn scale() {
     }
     // Restart with 10,000 in the cluster.
     let start = Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
-    let out = std::process::Command::new("bash")
-        .arg(format!("{}/stack/operator.sh", env!("CARGO_MANIFEST_DIR")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_operator();
     let ready = start.elapsed();
     // From the process's first log line to its first pass, by the log's own timestamps.
     let first_pass = wait_until(TIMEOUT, || async {
