@@ -51,9 +51,9 @@ struct OperatorArgs {
     /// Watch only this namespace (all namespaces when unset).
     #[arg(long, env = "IMAGESHARE_NAMESPACE")]
     namespace: Option<String>,
-    /// ImageShares reconciled at once (their OpenStack requests are still limited by
-    /// --per-cloud-limit per credential; most of a pass waits on the apiserver).
-    #[arg(long, default_value_t = 32)]
+    /// ImageShares reconciled at once (their OpenStack requests are also limited by
+    /// --per-cloud-limit per credential).
+    #[arg(long, default_value_t = 8)]
     concurrency: u16,
     /// Concurrent OpenStack requests per distinct credential.
     #[arg(long, default_value_t = 8)]
