@@ -66,14 +66,14 @@ $(table bench-incr)
 | --- | --- | --- | --- |
 $(table bench-scale)
 
-| Start-up | First pass s (from process start) | Until /readyz, all objects cached s (incl. applying deploy/) |
+| Start-up (from kill -9 of the old process) | First pass s | /readyz, every object cached, s (incl. applying deploy/) |
 | --- | --- | --- |
 $(table bench-startup)
 
 ## Pure decisions (plan and status build)
 
 \`\`\`
-$(sed -n '/images  *members/,/^$/p' "$out")
+$(awk '/images +members +steps/ {p = 1; print; next} p && /^ *[0-9]/ {print; next} p {exit}' "$out")
 \`\`\`
 EOF2
 } >"$REPO_DIR/BENCHMARKS.md"
