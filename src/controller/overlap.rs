@@ -288,6 +288,17 @@ mod tests {
                 [false, false, false, false],
             ),
             (
+                "suspended object protects but blocks no add nor status",
+                Other {
+                    suspended: true,
+                    with_status: true,
+                    ..TRUSTED
+                },
+                true,
+                true,
+                [true, false, false, false],
+            ),
+            (
                 "both set the status: the earlier sets it",
                 Other {
                     with_status: true,
