@@ -28,6 +28,8 @@ use support::*;
 
 /// Requests at a time per credential, as the operator's default --per-cloud-limit.
 const CONCURRENCY: usize = 8;
+/// The operator binary the benchmark runs.
+const RELEASE_BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/imageshare");
 /// Longest wait for one measurement.
 const TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -61,14 +63,22 @@ fn direct(identity: &str, proxy: &FaultProxy) -> Arc<Session> {
     Clouds::new(CONCURRENCY).session(&config)
 }
 
-/// The limit for adding `projects` to `images`: one list per image, one add per missing.
-async fn limit_add(session: &Session, images: &[String], projects: &[String]) -> Duration {
-    let start = Instant::now();
-    let lists: Vec<_> = futures::stream::iter(images)
+/// One member list per image, 8 at a time.
+async fn list_all<'a>(
+    session: &Session,
+    images: &'a [String],
+) -> Vec<(&'a String, Vec<imageshare::openstack::Member>)> {
+    futures::stream::iter(images)
         .map(|image| async move { (image, session.list_members(image).await.unwrap()) })
         .buffer_unordered(CONCURRENCY)
         .collect()
-        .await;
+        .await
+}
+
+/// The limit for adding `projects` to `images`: one list per image, one add per missing.
+async fn limit_add(session: &Session, images: &[String], projects: &[String]) -> Duration {
+    let start = Instant::now();
+    let lists = list_all(session, images).await;
     let writes: Vec<(String, String)> = lists
         .into_iter()
         .flat_map(|(image, members)| {
@@ -89,11 +99,7 @@ async fn limit_add(session: &Session, images: &[String], projects: &[String]) ->
 /// The limit for removing every member of `images`: one list per image, one delete each.
 async fn limit_remove(session: &Session, images: &[String]) -> Duration {
     let start = Instant::now();
-    let lists: Vec<_> = futures::stream::iter(images)
-        .map(|image| async move { (image, session.list_members(image).await.unwrap()) })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+    let lists = list_all(session, images).await;
     let writes: Vec<(String, String)> = lists
         .into_iter()
         .flat_map(|(image, members)| {
@@ -144,25 +150,6 @@ where
             | Err(imageshare::openstack::Error::NotFound { .. }) => return,
             Err(e) => panic!("direct client: {e}"),
         }
-    }
-}
-
-/// Waits until every ImageShare of `t` is InSync for its current generation, looking every
-/// 50 ms (the e2e harness looks every 500 ms, too coarse for timings).
-async fn all_in_sync(t: &TestNs) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Ok(list) = t.shares().list(&Default::default()).await
-            && list.items.iter().all(|s: &ImageShare| {
-                s.ready_condition().is_some_and(|c| {
-                    c.reason == "InSync" && c.observed_generation == s.metadata.generation
-                })
-            })
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not InSync within {TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -304,7 +291,7 @@ async fn matrix(producer: &Os) {
         let from = proxy.seen().len();
         let start = Instant::now();
         create_all(&t, &images, &members).await;
-        all_in_sync(&t).await;
+        all_in_sync(&t, TIMEOUT).await;
         let ours_in = start.elapsed();
         let ours_in_calls = calls(&proxy, from);
         for image in &images {
@@ -322,7 +309,7 @@ async fn matrix(producer: &Os) {
                 async move { t.patch_spec(&format!("s{i}"), json!({"members": []})).await }
             })
             .await;
-        all_in_sync(&t).await;
+        all_in_sync(&t, TIMEOUT).await;
         let ours_out = start.elapsed();
         let ours_out_calls = calls(&proxy, from);
         for image in &images {
@@ -400,7 +387,7 @@ async fn statuses(producer: &Os) {
         let from = proxy.seen().len();
         let start = Instant::now();
         create_all(&t, &images, &members).await;
-        all_in_sync(&t).await;
+        all_in_sync(&t, TIMEOUT).await;
         let ours = start.elapsed();
         let ours_calls = calls(&proxy, from);
         row(
@@ -429,7 +416,7 @@ async fn incremental(producer: &Os) {
         .map(|_| json!({"project": format!("{:032x}", fastrand::u128(..))}))
         .collect();
     t.create("s", spec(&image, &members)).await;
-    all_in_sync(&t).await;
+    all_in_sync(&t, TIMEOUT).await;
     let (mut to_call, mut to_ready) = (Vec::new(), Vec::new());
     // Glance's default member quota is 128 per image: each try replaces the one extra
     // member of the try before (one add, one removal), so the object stays at 101.
@@ -450,7 +437,7 @@ async fn incremental(producer: &Os) {
         .await
         .unwrap();
         to_call.push(called - start);
-        all_in_sync(&t).await;
+        all_in_sync(&t, TIMEOUT).await;
         to_ready.push(start.elapsed());
     }
     let pct = |v: &mut Vec<Duration>, p: f64| {
@@ -500,35 +487,6 @@ async fn passes() -> u64 {
         .sum::<f64>() as u64
 }
 
-/// kill -9 of the operator and a new start as stack/operator.sh does it (which returns once
-/// /readyz answers, i.e. the cache holds every ImageShare), with the release build.
-fn restart_operator() {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &operator_pid().to_string()])
-        .status();
-    let out = std::process::Command::new("bash")
-        .arg(format!("{}/stack/operator.sh", env!("CARGO_MANIFEST_DIR")))
-        .env(
-            "IMAGESHARE_BIN",
-            format!("{}/target/release/imageshare", env!("CARGO_MANIFEST_DIR")),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn operator_pid() -> u32 {
-    std::fs::read_to_string(state_dir().join("pids/operator.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Waits until `count` ImageShares of `t` have a status for their generation.
 async fn all_reported(t: &TestNs, count: usize) -> Duration {
     let start = Instant::now();
@@ -558,7 +516,7 @@ async fn all_reported(t: &TestNs, count: usize) -> Duration {
 /// time to the first pass and until the cache holds them all (/readyz).
 async fn scale() {
     // A fresh operator process, so its peak RSS is about these objects only.
-    restart_operator();
+    crash_and_restart_operator(Some(RELEASE_BIN));
     let t = TestNs::new("bench-scale").await;
     let pid = operator_pid();
     let (_, cpu_before) = usage(pid);
@@ -589,7 +547,7 @@ async fn scale() {
     // Restart with 10,000 in the cluster: from the kill to the first pass (the passes
     // counter of /metrics), and to /readyz (the cache holds every object).
     let start = Instant::now();
-    let restart = tokio::task::spawn_blocking(restart_operator);
+    let restart = tokio::task::spawn_blocking(|| crash_and_restart_operator(Some(RELEASE_BIN)));
     let first_pass = loop {
         if passes().await > 0 {
             break start.elapsed();

@@ -10,70 +10,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use imageshare::api::ImageShare;
 use serde_json::{Value, json};
 use support::*;
 
 /// A synthetic Keystone project ID (Glance accepts any ID; it simply stays pending).
 fn synthetic() -> String {
     format!("{:032x}", fastrand::u128(..))
-}
-
-/// Runs a stack script, returning its standard output; panics with its error on failure.
-fn stack(script: &str, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(format!("{}/stack/{script}", env!("CARGO_MANIFEST_DIR")))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The pid of the operator started by stack/operator.sh.
-fn operator_pid() -> u32 {
-    std::fs::read_to_string(state_dir().join("pids/operator.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// kill -9 of the operator, then a new start as stack/operator.sh does it.
-fn crash_and_restart_operator() {
-    let _ = Command::new("kill")
-        .args(["-KILL", &operator_pid().to_string()])
-        .status();
-    stack("operator.sh", &[]);
-}
-
-/// Waits until every ImageShare of `t` is InSync for its current generation.
-async fn all_in_sync(t: &TestNs, timeout: Duration) -> Duration {
-    let start = Instant::now();
-    let done = wait_until(timeout, || async {
-        let list = t.shares().list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .all(|s: &ImageShare| {
-                s.ready_condition().is_some_and(|c| {
-                    c.reason == "InSync" && c.observed_generation == s.metadata.generation
-                })
-            })
-            .then_some(())
-    })
-    .await;
-    assert!(
-        done.is_some(),
-        "not every ImageShare became InSync in {timeout:?}"
-    );
-    start.elapsed()
 }
 
 /// One ImageShare of a scenario: its image and the members it declares.
@@ -206,7 +151,7 @@ async fn crash_rounds() {
             t.patch_spec(&all[i].name, all[i].spec()).await;
         }
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..1500))).await;
-        crash_and_restart_operator();
+        crash_and_restart_operator(None);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..1000))).await;
     }
     let converge = all_in_sync(&t, Duration::from_secs(180)).await;
@@ -233,7 +178,7 @@ async fn control_plane_restarts() {
     let mut outages = Vec::new();
     for what in ["kube-apiserver", "etcd"] {
         // A restart while the operator works: 2 s down on top of the start-up.
-        let seconds = stack("restart.sh", &[what, "2"]);
+        let seconds = stack("restart.sh", &[what, "2"], &[]);
         outages.push(format!("{what} down {}s", seconds.trim()));
         // Updates made right after the restart must not be lost.
         for share in all.iter_mut().take(5) {
@@ -301,28 +246,6 @@ impl Cuttable {
     }
 }
 
-/// Starts a replica on `lease` watching `namespace`, with `kubeconfig`; JSON log in
-/// logs/LEASE-NAME.log.
-fn replica(name: &str, lease: &str, namespace: &str, kubeconfig: &std::path::Path) -> Child {
-    let log = state_dir().join(format!("logs/{lease}-{name}.log"));
-    Command::new(env!("CARGO_BIN_EXE_imageshare"))
-        .args([
-            "operator",
-            "--log-format",
-            "json",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--namespace", namespace, "--leader-election"])
-        .args(["--leader-election-lease", lease])
-        .args(["--leader-election-identity", name])
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
 /// The time of the first JSON log line of `lease`/`name` whose message contains `text`.
 fn logged_at(lease: &str, name: &str, text: &str) -> Option<k8s_openapi::jiff::Timestamp> {
     let log = std::fs::read_to_string(state_dir().join(format!("logs/{lease}-{name}.log"))).ok()?;
@@ -344,15 +267,14 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over
         text.replace("127.0.0.1:26443", &format!("127.0.0.1:{}", proxy.port)),
     )
     .unwrap();
-    let direct = state_dir().join("operator.kubeconfig");
 
-    let mut leader = replica("leader", &lease, &t.name, &via_proxy);
+    let mut leader = replica("leader", &lease, &t.name, Some(&via_proxy), "json");
     let started = wait_until(Duration::from_secs(30), || async {
         logged_at(&lease, "leader", "holding the leader lease")
     })
     .await;
     assert!(started.is_some(), "the first replica leads");
-    let mut standby = replica("standby", &lease, &t.name, &direct);
+    let mut standby = replica("standby", &lease, &t.name, None, "json");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     proxy.cut.send(true).unwrap();

@@ -3,33 +3,12 @@
 //! manages), take over from each other after a crash (kill -9) and after a shutdown
 //! (SIGTERM, which releases the Lease). The takeover times are printed.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 
 use crate::support::*;
-
-/// Starts a replica with identity `name` on Lease `lease`, watching only `namespace`.
-fn replica(name: &str, lease: &str, namespace: &str) -> Child {
-    let log = state_dir().join(format!("logs/{lease}-{name}.log"));
-    Command::new(env!("CARGO_BIN_EXE_imageshare"))
-        .args([
-            "operator",
-            "--log-format",
-            "text",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--namespace", namespace, "--leader-election"])
-        .args(["--leader-election-lease", lease])
-        .args(["--leader-election-identity", name])
-        .arg("--kubeconfig")
-        .arg(state_dir().join("operator.kubeconfig"))
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
 
 /// The holder of `lease` once it is `want`, and how long that took; panics after 40 s.
 async fn wait_holder(leases: &kube::Api<Lease>, lease: &str, want: &str) -> Duration {
@@ -55,9 +34,9 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     let leases: kube::Api<Lease> = kube::Api::namespaced(t.client.clone(), "imageshare-system");
     let lease = format!("e2e-{}", t.name);
 
-    let mut first = replica("first", &lease, &t.name);
+    let mut first = replica("first", &lease, &t.name, None, "text");
     wait_holder(&leases, &lease, "first").await;
-    let mut second = replica("second", &lease, &t.name);
+    let mut second = replica("second", &lease, &t.name, None, "text");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(second.try_wait().unwrap().is_none(), "the standby waits");
 
@@ -68,7 +47,7 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     assert!(after_crash < Duration::from_secs(20), "{after_crash:?}");
 
     // Shutdown: SIGTERM finishes in-flight passes and releases the Lease.
-    let mut third = replica("third", &lease, &t.name);
+    let mut third = replica("third", &lease, &t.name, None, "text");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let status = Command::new("kill")
         .args(["-TERM", &second.id().to_string()])

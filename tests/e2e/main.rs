@@ -8,6 +8,8 @@ mod faults;
 mod leader;
 mod limits;
 mod revocation;
+// Some helpers serve only the chaos suite and the benchmarks, which include this file too.
+#[allow(dead_code)]
 mod support;
 
 use std::time::Duration;

@@ -502,6 +502,93 @@ impl Os {
     }
 }
 
+/// Runs a stack script, returning its standard output; panics with its error on failure.
+pub fn stack(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(format!("{}/stack/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The pid of the operator started by stack/operator.sh.
+pub fn operator_pid() -> u32 {
+    std::fs::read_to_string(state_dir().join("pids/operator.pid"))
+        .expect("operator pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// kill -9 of the operator, then a new start as stack/operator.sh does it (it returns once
+/// /readyz answers), with the binary `bin` when given.
+pub fn crash_and_restart_operator(bin: Option<&str>) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &operator_pid().to_string()])
+        .status();
+    let env: Vec<(&str, &str)> = bin.map(|b| ("IMAGESHARE_BIN", b)).into_iter().collect();
+    stack("operator.sh", &[], &env);
+}
+
+/// Starts an extra replica of the operator with identity `name` on Lease `lease`, watching
+/// only `namespace`, with `kubeconfig` (the operator's own when None); its log (in
+/// `format`) goes to logs/LEASE-NAME.log.
+pub fn replica(
+    name: &str,
+    lease: &str,
+    namespace: &str,
+    kubeconfig: Option<&std::path::Path>,
+    format: &str,
+) -> std::process::Child {
+    let log = state_dir().join(format!("logs/{lease}-{name}.log"));
+    let own = state_dir().join("operator.kubeconfig");
+    std::process::Command::new(env!("CARGO_BIN_EXE_imageshare"))
+        .args([
+            "operator",
+            "--log-format",
+            format,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--namespace", namespace, "--leader-election"])
+        .args(["--leader-election-lease", lease])
+        .args(["--leader-election-identity", name])
+        .arg("--kubeconfig")
+        .arg(kubeconfig.unwrap_or(&own))
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("start a replica")
+}
+
+/// Waits until every ImageShare of `t` is Ready with reason InSync for its current
+/// generation, looking every 50 ms; returns how long that took. Panics after `timeout`.
+pub async fn all_in_sync(t: &TestNs, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok(list) = t.shares().list(&Default::default()).await
+            && list.items.iter().all(|s: &ImageShare| {
+                s.ready_condition().is_some_and(|c| {
+                    c.reason == "InSync" && c.observed_generation == s.metadata.generation
+                })
+            })
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "not all InSync within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The operator's log so far (to check that no secret leaks into it).
 pub fn operator_log() -> String {
     std::fs::read_to_string(state_dir().join("logs/operator.log")).unwrap_or_default()
