@@ -279,13 +279,6 @@ pub struct ImageShareStatus {
     #[serde(default)]
     pub ledger: Vec<LedgerEntry>,
 
-    /// The producer credentials Secrets this object keeps a deletion guard on (its own
-    /// finalizer imageshare.dev/credentials-in-use-<uid>), so that its members can still be removed when
-    /// the Secret is deleted first: the one spec.producer names, and any named before whose
-    /// guard could not be released yet.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub guarded_secrets: Vec<String>,
-
     /// Conditions; Ready summarises the object (kstatus conventions).
     #[serde(default)]
     pub conditions: Vec<Condition>,

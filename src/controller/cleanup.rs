@@ -1,6 +1,6 @@
 //! Deletion (I/O): with deletionPolicy Delete, remove every member in the object's ledger
-//! (except pairs another trusted object declares), then release the deletion guard on the
-//! producer Secret and let the finalizer go. Never blocks forever: terminal failures and
+//! (except pairs another trusted object declares), then let the finalizer go (the guard
+//! keeper releases the producer Secret once no object needs it). Never blocks forever: terminal failures and
 //! transient ones that outlast [`GIVE_UP`] release the finalizer with a Warning Event.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use super::apply::{self, Outcome};
-use super::credentials::{self, Sessions};
+use super::credentials::Sessions;
 use super::ledger::Ledger;
 use super::plan::cleanup_plan;
 use super::{Context, DEFERRED_RETRY, Error, events, overlap};
@@ -72,20 +72,6 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
             warn!(reason, note = %note, "cleanup gave up");
             events::publish(share, ctx, EventType::Warning, reason, &note).await;
         }
-    }
-    // The guard: the Secrets this object recorded, and the one its spec names now.
-    let finalizer = credentials::guard_finalizer(share);
-    let recorded = share.status.iter().flat_map(|s| &s.guarded_secrets);
-    let current = share
-        .spec
-        .producer
-        .iter()
-        .map(|p| &p.credentials_ref.secret_name);
-    for name in recorded
-        .chain(current)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        sessions.release(name, &finalizer).await?;
     }
     ctx.backoff.reset(&key);
     Ok(Action::await_change())

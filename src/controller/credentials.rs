@@ -1,34 +1,23 @@
 //! Credentials stage (I/O): reads the credential Secrets an ImageShare references into
-//! OpenStack sessions (each Secret once per pass), and keeps the deletion guard on the
-//! producer Secret: a finalizer per ImageShare ([`guard_finalizer`]) that keeps the Secret
-//! readable until that object has removed its members, whatever the order of deletion.
-//! Each object adds and removes only its own finalizer (server-side apply under its own
-//! field manager), so objects sharing a Secret never have to agree on who releases it.
+//! OpenStack sessions (each Secret once per pass), and puts the deletion guard
+//! ([`super::guard`]) on the producer Secret before the pass changes anything.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::api::ObjectMeta;
 use kube::{Api, Client, ResourceExt};
 
 use super::Failure;
-use crate::api::{CredentialsRef, DeletionPolicy, ImageShare, Reason};
+use super::guard;
+use crate::api::{CredentialsRef, ImageShare, Reason};
 use crate::openstack::{CloudConfig, Clouds, Session};
 
 /// Key in the credentials Secret holding clouds.yaml.
 pub const CLOUDS_KEY: &str = "clouds.yaml";
 /// Optional key in the credentials Secret holding a PEM CA bundle.
 pub const CACERT_KEY: &str = "cacert";
-/// Prefix of the finalizer an ImageShare puts on its producer Secret while it may need it
-/// to remove members; the object's uid completes it.
-pub const GUARD_PREFIX: &str = "imageshare.dev/credentials-in-use-";
-
-/// The deletion-guard finalizer of `share` (`imageshare.dev/credentials-in-use-<uid>`).
-pub fn guard_finalizer(share: &ImageShare) -> String {
-    format!("{GUARD_PREFIX}{}", share.uid().unwrap_or_default())
-}
-
 /// Sessions opened during one pass, so each Secret is read once per pass.
 pub struct Sessions<'a> {
     clouds: &'a Clouds,
@@ -104,105 +93,14 @@ impl<'a> Sessions<'a> {
         Ok(self.clouds.session(&config))
     }
 
-    /// Puts `finalizer` on Secret `name` (read in this pass) unless it is there, or the
-    /// Secret is already being deleted (no finalizer can be added then). Returns whether the
-    /// Secret carries it afterwards.
-    pub async fn guard(&self, name: &str, finalizer: &str) -> Result<bool, kube::Error> {
-        let Some(meta) = self.metadata.get(name) else {
-            return Ok(false);
-        };
-        if meta.finalizers.iter().flatten().any(|f| f == finalizer) {
-            return Ok(true);
+    /// Puts the deletion guard on Secret `name` (read in this pass) unless it is there, or
+    /// the Secret is already being deleted (no finalizer can be added then).
+    pub async fn guard(&self, name: &str) -> Result<(), kube::Error> {
+        match self.metadata.get(name) {
+            Some(meta) if !guard::is_guarded(meta) && meta.deletion_timestamp.is_none() => {
+                guard::set(&self.secrets, name, true).await
+            }
+            _ => Ok(()),
         }
-        if meta.deletion_timestamp.is_some() {
-            return Ok(false);
-        }
-        self.apply_finalizers(name, finalizer, &[finalizer]).await?;
-        Ok(true)
-    }
-
-    /// Takes `finalizer` off Secret `name` (a Secret that is gone needs nothing).
-    pub async fn release(&self, name: &str, finalizer: &str) -> Result<(), kube::Error> {
-        let Some(meta) = self.secrets.get_metadata_opt(name).await? else {
-            return Ok(());
-        };
-        if !meta
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == finalizer)
-        {
-            return Ok(());
-        }
-        self.apply_finalizers(name, finalizer, &[]).await
-    }
-
-    /// Server-side applies the finalizers this object owns on the Secret (its own, or
-    /// none), under a field manager named after the finalizer: other finalizers and fields
-    /// are not touched, and no read-modify-write race exists.
-    async fn apply_finalizers(
-        &self,
-        name: &str,
-        finalizer: &str,
-        finalizers: &[&str],
-    ) -> Result<(), kube::Error> {
-        let manager = finalizer.replace('/', "-");
-        let patch = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "finalizers": finalizers},
-        });
-        self.secrets
-            .patch_metadata(name, &PatchParams::apply(&manager), &Patch::Apply(&patch))
-            .await
-            .map(drop)
-    }
-}
-
-/// The producer Secret `share` needs in order to remove its members when it is deleted:
-/// with a producer, deletionPolicy Delete and not suspended.
-pub fn needs_guard(share: &ImageShare) -> Option<&str> {
-    let spec = &share.spec;
-    let producer = spec.producer.as_ref()?;
-    (spec.deletion_policy == DeletionPolicy::Delete && !spec.suspend)
-        .then_some(producer.credentials_ref.secret_name.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::controller::fixtures::{self, SpecExt};
-
-    fn share(uid: &str) -> ImageShare {
-        let mut s = ImageShare::new("x", fixtures::spec().member("a", None));
-        s.metadata.namespace = Some("ns".into());
-        s.metadata.uid = Some(uid.into());
-        s
-    }
-
-    #[test]
-    fn only_a_producer_with_delete_policy_that_is_not_suspended_needs_a_guard() {
-        let live = share("u1");
-        assert_eq!(needs_guard(&live), Some("producer-cloud"));
-        let mut orphan = live.clone();
-        orphan.spec.deletion_policy = DeletionPolicy::Orphan;
-        assert_eq!(needs_guard(&orphan), None);
-        let mut suspended = live.clone();
-        suspended.spec.suspend = true;
-        assert_eq!(needs_guard(&suspended), None);
-        let mut consumer = live;
-        consumer.spec = consumer.spec.without_producer();
-        assert_eq!(needs_guard(&consumer), None);
-    }
-
-    #[test]
-    fn every_object_has_its_own_guard_finalizer() {
-        let (one, two) = (share("3f2e-1"), share("3f2e-2"));
-        assert_eq!(
-            guard_finalizer(&one),
-            "imageshare.dev/credentials-in-use-3f2e-1"
-        );
-        assert_ne!(guard_finalizer(&one), guard_finalizer(&two));
     }
 }

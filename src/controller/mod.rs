@@ -7,7 +7,8 @@
 //! [`apply`] (Glance) → [`status`] (pure builder) → [`events`]. [`ledger`] is what an object
 //! manages; [`contest`] holds back statuses another client keeps reverting; [`sightings`]
 //! makes Exclusive see an undeclared member twice before removing it; [`backoff`] times
-//! retries and resyncs.
+//! retries and resyncs. Next to the controller, [`guard`] keeps the deletion guard on the
+//! producer Secrets that cached objects need.
 
 pub mod apply;
 pub mod backoff;
@@ -15,6 +16,7 @@ pub mod cleanup;
 pub mod contest;
 pub mod credentials;
 pub mod events;
+pub mod guard;
 pub mod ledger;
 pub mod observe;
 pub mod overlap;
@@ -38,6 +40,7 @@ use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::Notify;
 use tracing::{Instrument, info_span, warn};
 
 use crate::api::{ImageShare, Reason};
@@ -201,11 +204,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         };
     // Passes are triggered by changes that matter, not by the operator's own status writes
     // (each would trigger an immediate pass, defeating backoff and Retry-After).
+    // Every change of either cache wakes the guard keeper (deletions included).
+    let wake = Arc::new(Notify::new());
     let (store, writer) = reflector::store();
+    let share_wake = wake.clone();
     let changes = watcher(shares, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(trim)
         .reflect(writer)
+        .inspect(move |_| share_wake.notify_one())
         .applied_objects()
         .predicate_filter(changes_that_matter, Default::default());
     let controller = Controller::for_stream(changes, store.clone());
@@ -213,16 +220,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     let ready_store = store.clone();
     let readiness = options.readiness.clone();
     tokio::spawn(async move {
-        // The store's readiness signal wakes only one waiter (the controller itself), so ask
-        // again every second instead of waiting once.
-        loop {
-            let wait = tokio::time::timeout(Duration::from_secs(1), ready_store.wait_until_ready());
-            match wait.await {
-                Ok(Ok(())) => break readiness.set_ready(),
-                Ok(Err(_)) => break,
-                Err(_) => {}
-            }
-        }
+        filled(&ready_store).await;
+        readiness.set_ready();
     });
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -238,12 +237,24 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data
-    // is read (get) only by the pass itself. The operator's own guard finalizers are not a
-    // change that needs a pass (with one Secret shared by N objects, each guard would
-    // otherwise make all N pass again).
-    controller
+    // is read (get) only by the pass itself. The operator's own guard finalizer is not a
+    // change that needs a pass (with one Secret shared by N objects, it would otherwise make
+    // all N pass again).
+    let (secret_store, secret_writer) = reflector::store();
+    let keeper = guard::keep(
+        client.clone(),
+        ctx.store.clone(),
+        secret_store,
+        wake.clone(),
+    );
+    let secret_changes = watcher(secrets, watcher::Config::default())
+        .default_backoff()
+        .reflect(secret_writer)
+        .inspect(move |_| wake.notify_one())
+        .touched_objects();
+    let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
-        .watches(secrets, watcher::Config::default(), move |secret| {
+        .watches_stream(secret_changes, move |secret| {
             let ns = secret.namespace();
             let name = secret.name_any();
             let ours = last_change_is_a_guard(&secret.metadata);
@@ -256,8 +267,31 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .for_each(|_| futures::future::ready(()));
+    // The keeper never ends by itself; it stops with the controller (shutdown, lost lease).
+    tokio::select! {
+        () = controller => {}
+        () = keeper => {}
+    }
+}
+
+/// Waits until the cache has been filled by its first list. The store's readiness signal
+/// wakes only one waiter, so this asks again every second instead of waiting once.
+async fn filled<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready());
+        if let Ok(result) = wait.await {
+            if result.is_err() {
+                // The writer is gone (the controller is stopping): nothing will fill it.
+                std::future::pending::<()>().await;
+            }
+            return;
+        }
+    }
 }
 
 /// Drops from the cached copy what the controller never reads: managed fields and kubectl's
@@ -284,10 +318,9 @@ fn changes_that_matter(share: &ImageShare) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Whether the latest change of a Secret (by its managed fields' times) was one of the
-/// operator's deletion guards being set or released, and it is not being deleted.
+/// Whether the latest change of a Secret (by its managed fields' times) was the operator's
+/// deletion guard being set or released, and it is not being deleted.
 fn last_change_is_a_guard(meta: &kube::api::ObjectMeta) -> bool {
-    let guard_manager = credentials::GUARD_PREFIX.replace('/', "-");
     meta.deletion_timestamp.is_none()
         && meta
             .managed_fields
@@ -295,7 +328,7 @@ fn last_change_is_a_guard(meta: &kube::api::ObjectMeta) -> bool {
             .flatten()
             .max_by_key(|f| f.time.as_ref().map(|t| t.0))
             .and_then(|f| f.manager.as_deref())
-            .is_some_and(|m| m.starts_with(&guard_manager))
+            .is_some_and(|m| m == guard::MANAGER)
 }
 
 /// Whether the ImageShare refers to the Secret `name` (same namespace assumed).
@@ -305,10 +338,6 @@ fn references_secret(share: &ImageShare, name: &str) -> bool {
         .iter()
         .chain(spec.members.iter().filter_map(|m| m.consumer.as_ref()))
         .any(|c| c.credentials_ref.secret_name == name)
-        || share
-            .status
-            .as_ref()
-            .is_some_and(|s| s.guarded_secrets.iter().any(|g| g == name))
 }
 
 /// One pass, in a span naming the object: the finalizer dispatch.
@@ -385,7 +414,7 @@ mod tests {
             )),
             ..Default::default()
         };
-        let guard = "imageshare.dev-credentials-in-use-3f2e";
+        let guard = guard::MANAGER;
         let mut meta = kube::api::ObjectMeta {
             managed_fields: Some(vec![at(100, "kubectl-client-side-apply"), at(200, guard)]),
             ..Default::default()
@@ -438,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_change_maps_to_the_imageshares_that_use_it_or_are_guarded_by_it() {
+    fn a_secret_change_maps_to_the_imageshares_that_use_it() {
         let mut s = ImageShare::new("x", fixtures::spec());
         assert!(references_secret(&s, "producer-cloud"));
         assert!(!references_secret(&s, "other"));
@@ -446,10 +475,5 @@ mod tests {
             .spec
             .member_with_consumer("a", crate::api::MemberStatus::Accepted, "team-a");
         assert!(references_secret(&s, "team-a"));
-        s.status = Some(crate::api::ImageShareStatus {
-            guarded_secrets: vec!["old-producer".into()],
-            ..Default::default()
-        });
-        assert!(references_secret(&s, "old-producer"));
     }
 }

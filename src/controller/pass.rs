@@ -15,7 +15,8 @@ use tracing::{info, warn};
 
 use super::apply::{self, Outcome};
 use super::contest::Verdict;
-use super::credentials::{self, Sessions};
+use super::credentials::Sessions;
+use super::guard;
 use super::ledger::Ledger;
 use super::observe::{self, Observed};
 use super::plan::{self, ObservedImage, Pair, Plan, Step};
@@ -81,9 +82,9 @@ pub async fn sync(
         return Ok(Action::requeue(left));
     }
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
-    let guarded = guard(share, &mut sessions).await;
-    let pass = run(share, api, ctx, &mut sessions, &guarded).await?;
-    let status = write_status(share, api, ctx, pass.as_ref(), guarded).await?;
+    guard(share, &mut sessions).await;
+    let pass = run(share, api, ctx, &mut sessions).await?;
+    let status = write_status(share, api, ctx, pass.as_ref()).await?;
     if let Ok(report) = &pass {
         events::steps(share, ctx, &report.outcomes).await;
     }
@@ -119,7 +120,6 @@ async fn run(
     api: &Api<ImageShare>,
     ctx: &Context,
     sessions: &mut Sessions<'_>,
-    guarded: &[String],
 ) -> Result<Result<Report, Failure>, Error> {
     let observed = match observe::observe(share, sessions).await {
         Ok(observed) => observed,
@@ -146,7 +146,7 @@ async fn run(
     };
     if !share.spec.suspend {
         if !plan.ledger.is_subset(&previous) {
-            record_ledger(share, api, &observed, &plan, guarded).await?;
+            record_ledger(share, api, &observed, &plan).await?;
         }
         report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
         for (step, outcome) in &report.outcomes {
@@ -215,42 +215,19 @@ async fn contests(
     held
 }
 
-/// Credentials stage, before anything else: keeps this object's deletion guard on the
-/// producer Secret it needs, and takes it off Secrets it recorded before and no longer
-/// needs (spec changed, Orphan, suspended). Runs on every pass, also when the rest of the
-/// pass fails. Returns the Secrets that carry the guard now, to record in status; failures
-/// are logged and retried on the next pass (a Secret whose guard could not be released
-/// stays recorded).
-async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>) -> Vec<String> {
-    let finalizer = credentials::guard_finalizer(share);
-    let wanted = credentials::needs_guard(share);
-    let recorded = share
-        .status
-        .as_ref()
-        .map(|s| s.guarded_secrets.clone())
-        .unwrap_or_default();
-    let mut guarded = Vec::new();
-    if let (Some(name), Some(producer)) = (wanted, &share.spec.producer) {
-        // Reads the Secret (the pass needs it anyway; a broken one still gets the guard).
-        let _ = sessions.get(&producer.credentials_ref).await;
-        match sessions.guard(name, &finalizer).await {
-            Ok(true) => guarded.push(name.to_string()),
-            Ok(false) => {}
-            Err(e) => {
-                warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
-                if recorded.iter().any(|r| r == name) {
-                    guarded.push(name.to_string());
-                }
-            }
-        }
+/// Credentials stage, before anything else: puts the deletion guard on the producer Secret
+/// this object needs, before any member is added (the guard keeper would too, a moment
+/// later). Runs on every pass, also when the rest of the pass fails; a failure is logged and
+/// retried by the keeper.
+async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>) {
+    let (Some(name), Some(producer)) = (guard::needs_guard(share), &share.spec.producer) else {
+        return;
+    };
+    // Reads the Secret (the pass needs it anyway; a broken one still gets the guard).
+    let _ = sessions.get(&producer.credentials_ref).await;
+    if let Err(e) = sessions.guard(name).await {
+        warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
     }
-    for old in recorded.iter().filter(|r| Some(r.as_str()) != wanted) {
-        if let Err(e) = sessions.release(old, &finalizer).await {
-            warn!(secret = %old, error = %e, "could not release the deletion guard; retrying next pass");
-            guarded.push(old.clone());
-        }
-    }
-    guarded
 }
 
 /// Records the grown ledger (and the resolved images, so other objects see the claim)
@@ -260,11 +237,9 @@ async fn record_ledger(
     api: &Api<ImageShare>,
     observed: &Observed,
     plan: &Plan,
-    guarded: &[String],
 ) -> Result<(), Error> {
     let mut status = share.status.clone().unwrap_or_default();
     status.ledger = plan.ledger.to_entries();
-    status.guarded_secrets = guarded.to_vec();
     status.images = observed.images.iter().map(ObservedImage::status).collect();
     patch_status(share, api, &status).await
 }
@@ -275,12 +250,10 @@ async fn write_status(
     api: &Api<ImageShare>,
     ctx: &Context,
     pass: Result<&Report, &Failure>,
-    guarded: Vec<String>,
 ) -> Result<ImageShareStatus, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = share.status.as_ref();
     let mut new = status::build(&share.spec, share.metadata.generation, pass, previous, &now);
-    new.guarded_secrets = guarded;
     if !status::needs_write(previous, &new) {
         return Ok(new);
     }

@@ -93,7 +93,7 @@ struct Row {
 
 /// Builds the status for `spec` at `generation` from a pass: its report, or the failure that
 /// stopped it before anything was observed. `previous` provides the condition's
-/// lastTransitionTime, lastSyncTime, the guarded Secrets, and (for a failed pass) the
+/// lastTransitionTime, lastSyncTime, and (for a failed pass) the
 /// images, rows and ledger kept from the last pass; `now` stamps a Ready transition.
 pub fn build(
     spec: &ImageShareSpec,
@@ -204,10 +204,6 @@ pub fn build(
         members,
         member_counts,
         ledger,
-        // Kept as they were; the pass records the Secrets it guards.
-        guarded_secrets: previous
-            .map(|p| p.guarded_secrets.clone())
-            .unwrap_or_default(),
         conditions,
         last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
     }

@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// The finalizer an ImageShare with deletionPolicy Delete puts on its producer credentials
-/// Secret while it may still need it to remove members: this prefix and the object's uid.
-const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use-";
+/// The finalizer a producer credentials Secret carries while an ImageShare with
+/// deletionPolicy Delete may still need it to remove members (one, however many objects).
+const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use";
 
 /// How long a namespace may take to go away: the namespace controller's sweep, the
 /// operator's cleanup of each ImageShare, then the release of the Secrets' finalizers.
@@ -92,22 +92,14 @@ async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
             "members": [{"project": a}, {"project": b}]}),
     )
     .await;
-    let share = t.wait_reason("share", "InSync", CONVERGE).await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
     assert_eq!(producer.members(&image).await.len(), 2);
-    let own_finalizer = format!(
-        "{CREDENTIALS_FINALIZER}{}",
-        share.metadata.uid.as_deref().unwrap()
-    );
-    assert_eq!(
-        share.status.unwrap().guarded_secrets,
-        vec!["producer-cloud"]
-    );
     // Guarded before the first member was added, so it is there once the object is InSync.
     let guarded = secret(&t, "producer-cloud").await.expect("secret exists");
     let finalizers = guarded.metadata.finalizers.unwrap_or_default();
     assert!(
-        finalizers.contains(&own_finalizer),
-        "producer-cloud lacks {own_finalizer}: {finalizers:?}"
+        finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER),
+        "producer-cloud lacks {CREDENTIALS_FINALIZER}: {finalizers:?}"
     );
     let unused = secret(&t, "consumer-a-cloud").await.expect("secret exists");
     let unused_finalizers = unused.metadata.finalizers.unwrap_or_default();
@@ -169,12 +161,9 @@ async fn deleting_the_namespace_removes_the_members() {
         .finalizers
         .unwrap_or_default();
     assert_eq!(
-        guards
-            .iter()
-            .filter(|f| f.starts_with(CREDENTIALS_FINALIZER))
-            .count(),
-        3,
-        "one guard per ImageShare: {guards:?}"
+        guards,
+        [CREDENTIALS_FINALIZER],
+        "one guard, shared by the three ImageShares: {guards:?}"
     );
 
     t.delete_namespace_and_wait_gone(NAMESPACE_GONE).await;
@@ -182,6 +171,58 @@ async fn deleting_the_namespace_removes_the_members() {
         let members = producer.members(image).await;
         assert!(members.is_empty(), "members leaked on {image}: {members:?}");
     }
+}
+
+/// Whether the Secret `name` of `t` carries the deletion guard.
+async fn guarded(t: &TestNs, name: &str) -> bool {
+    secret(t, name)
+        .await
+        .and_then(|s| s.metadata.finalizers)
+        .is_some_and(|f| f.iter().any(|f| f == CREDENTIALS_FINALIZER))
+}
+
+#[tokio::test]
+async fn the_guard_stays_while_any_object_needs_the_secret_and_goes_with_the_last() {
+    let t = TestNs::new("guard-follows").await;
+    let producer = Os::login("producer").await;
+    let a = project_id("consumer-a");
+    for name in ["one", "two"] {
+        let image = producer.create_image(&unique("guard"), "shared", &[]).await;
+        t.create(
+            name,
+            json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+                "members": [{"project": a}]}),
+        )
+        .await;
+    }
+    for name in ["one", "two"] {
+        t.wait_reason(name, "InSync", CONVERGE).await;
+    }
+    assert!(guarded(&t, "producer-cloud").await);
+    // "one" no longer needs it for cleanup; "two" still does.
+    t.patch_spec("one", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    t.wait_reason("one", "InSync", CONVERGE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        guarded(&t, "producer-cloud").await,
+        "released while another ImageShare needs it"
+    );
+    // Neither needs it: released, without any other change.
+    t.patch_spec("two", json!({"suspend": true})).await;
+    let released = wait_until(CONVERGE, || async {
+        (!guarded(&t, "producer-cloud").await).then_some(())
+    })
+    .await;
+    assert!(released.is_some(), "kept with no ImageShare needing it");
+    // Needed again: guarded again.
+    t.patch_spec("one", json!({"deletionPolicy": "Delete"}))
+        .await;
+    let again = wait_until(CONVERGE, || async {
+        guarded(&t, "producer-cloud").await.then_some(())
+    })
+    .await;
+    assert!(again.is_some(), "not guarded again once needed");
 }
 
 #[tokio::test]

@@ -1,0 +1,233 @@
+//! Deletion guard on producer Secrets. A Secret carries the one finalizer [`FINALIZER`]
+//! exactly while some ImageShare in the cache may need it to remove members
+//! ([`needs_guard`]), so deleting the Secret first, or the whole namespace, never leaks a
+//! member. All objects share the finalizer, written under one field manager ([`MANAGER`]):
+//! a pass puts it on before its first Glance write ([`set`]), and the keeper ([`keep`])
+//! sweeps the caches after every change (and every minute), putting it where it is missing
+//! and taking it off once no cached object needs the Secret. The decision ([`changes`]) is
+//! pure and looks at the cache as a whole, never at one deleted object, so objects deleted
+//! together never wait for each other: the Secret is released when the last one is gone.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::api::{DeletionPolicy, ImageShare};
+
+/// The finalizer on a producer Secret some ImageShare may still need.
+pub const FINALIZER: &str = "imageshare.dev/credentials-in-use";
+/// The field manager that owns [`FINALIZER`] (server-side apply touches nothing else).
+pub const MANAGER: &str = "imageshare.dev-credentials-in-use";
+/// A sweep waits this long after a change, so a burst of changes makes one sweep.
+const SETTLE: Duration = Duration::from_millis(200);
+/// Sweeps also run this often without a change (and sooner after a failed write).
+const RESWEEP: Duration = Duration::from_secs(60);
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The producer Secret `share` needs in order to remove its members when it is deleted:
+/// with a producer, deletionPolicy Delete and not suspended.
+pub fn needs_guard(share: &ImageShare) -> Option<&str> {
+    let spec = &share.spec;
+    let producer = spec.producer.as_ref()?;
+    (spec.deletion_policy == DeletionPolicy::Delete && !spec.suspend)
+        .then_some(producer.credentials_ref.secret_name.as_str())
+}
+
+/// Whether the Secret carries the guard.
+pub fn is_guarded(meta: &ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
+
+/// One Secret whose guard must be put on (`guard`) or taken off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The Secret's namespace.
+    pub namespace: String,
+    /// The Secret's name.
+    pub name: String,
+    /// Put the guard on (true) or take it off (false).
+    pub guard: bool,
+}
+
+/// What makes the Secrets' guards match the ImageShares: on for a needed Secret that lacks
+/// it (unless the Secret is being deleted: no finalizer can be added then), off for a
+/// guarded Secret no ImageShare needs. Both lists must be complete caches.
+pub fn changes(
+    shares: &[Arc<ImageShare>],
+    secrets: &[Arc<PartialObjectMeta<Secret>>],
+) -> Vec<Change> {
+    let needed: HashSet<(String, &str)> = shares
+        .iter()
+        .filter_map(|s| Some((s.namespace()?, needs_guard(s)?)))
+        .collect();
+    secrets
+        .iter()
+        .filter_map(|secret| {
+            let namespace = secret.namespace()?;
+            let name = secret.name_any();
+            let need = needed.contains(&(namespace.clone(), name.as_str()));
+            let has = is_guarded(&secret.metadata);
+            let deleting = secret.metadata.deletion_timestamp.is_some();
+            (need != has && !(need && deleting)).then_some(Change {
+                namespace,
+                name,
+                guard: need,
+            })
+        })
+        .collect()
+}
+
+/// Puts the guard on (or takes it off) Secret `name` by server-side apply under
+/// [`MANAGER`]: other finalizers and fields are untouched, and no read-modify-write race
+/// exists. A Secret that is gone needs nothing.
+pub async fn set(secrets: &Api<Secret>, name: &str, guard: bool) -> Result<(), kube::Error> {
+    let finalizers: &[&str] = if guard { &[FINALIZER] } else { &[] };
+    let patch = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "finalizers": finalizers},
+    });
+    match secrets
+        .patch_metadata(name, &PatchParams::apply(MANAGER), &Patch::Apply(&patch))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        result => result.map(drop),
+    }
+}
+
+/// Keeps the guards matching the caches until dropped (it runs with the controller, so
+/// only on the leader). Sweeps once both caches are filled, then after every change
+/// `wake` reports.
+pub async fn keep(
+    client: Client,
+    shares: Store<ImageShare>,
+    secrets: Store<PartialObjectMeta<Secret>>,
+    wake: Arc<Notify>,
+) {
+    super::filled(&shares).await;
+    super::filled(&secrets).await;
+    loop {
+        let mut failed = false;
+        for change in changes(&shares.state(), &secrets.state()) {
+            let api = Api::namespaced(client.clone(), &change.namespace);
+            let (namespace, secret) = (&change.namespace, &change.name);
+            match set(&api, secret, change.guard).await {
+                Ok(()) if change.guard => info!(%namespace, %secret, "deletion guard set"),
+                Ok(()) => {
+                    info!(%namespace, %secret, "deletion guard released: no ImageShare needs the secret")
+                }
+                Err(error) => {
+                    failed = true;
+                    warn!(%namespace, %secret, %error, guard = change.guard, "could not change the deletion guard; retrying");
+                }
+            }
+        }
+        let idle = if failed { RETRY } else { RESWEEP };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(idle) => {}
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{self, SpecExt};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn share(ns: &str, name: &str) -> Arc<ImageShare> {
+        let mut s = ImageShare::new(name, fixtures::spec().member("a", None));
+        s.metadata.namespace = Some(ns.into());
+        Arc::new(s)
+    }
+
+    fn secret(ns: &str, name: &str, guarded: bool) -> Arc<PartialObjectMeta<Secret>> {
+        let mut meta = PartialObjectMeta::<Secret>::default();
+        meta.metadata.namespace = Some(ns.into());
+        meta.metadata.name = Some(name.into());
+        if guarded {
+            meta.metadata.finalizers = Some(vec!["other/keep".into(), FINALIZER.into()]);
+        }
+        Arc::new(meta)
+    }
+
+    fn change(ns: &str, name: &str, guard: bool) -> Change {
+        Change {
+            namespace: ns.into(),
+            name: name.into(),
+            guard,
+        }
+    }
+
+    #[test]
+    fn only_a_producer_with_delete_policy_that_is_not_suspended_needs_a_guard() {
+        let live = share("ns", "x");
+        assert_eq!(needs_guard(&live), Some("producer-cloud"));
+        let mut orphan = (*live).clone();
+        orphan.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert_eq!(needs_guard(&orphan), None);
+        let mut suspended = (*live).clone();
+        suspended.spec.suspend = true;
+        assert_eq!(needs_guard(&suspended), None);
+        let mut consumer = (*live).clone();
+        consumer.spec = consumer.spec.without_producer();
+        assert_eq!(needs_guard(&consumer), None);
+    }
+
+    #[test]
+    fn a_needed_secret_gets_the_guard_and_keeps_it_while_any_object_needs_it() {
+        let (one, two) = (share("ns", "one"), share("ns", "two"));
+        let bare = [secret("ns", "producer-cloud", false)];
+        assert_eq!(
+            changes(&[one.clone(), two.clone()], &bare),
+            [change("ns", "producer-cloud", true)]
+        );
+        let guarded = [secret("ns", "producer-cloud", true)];
+        assert!(changes(&[one.clone(), two.clone()], &guarded).is_empty());
+        // One of the two deleted: the other still needs it.
+        assert!(changes(&[two], &guarded).is_empty());
+    }
+
+    #[test]
+    fn the_guard_goes_once_no_object_needs_the_secret_whatever_the_order() {
+        let guarded = [secret("ns", "producer-cloud", true)];
+        assert_eq!(
+            changes(&[], &guarded),
+            [change("ns", "producer-cloud", false)]
+        );
+        let mut orphan = (*share("ns", "x")).clone();
+        orphan.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert_eq!(
+            changes(&[Arc::new(orphan)], &guarded),
+            [change("ns", "producer-cloud", false)]
+        );
+        // An object of the same name in another namespace does not hold it.
+        assert_eq!(
+            changes(&[share("elsewhere", "x")], &guarded),
+            [change("ns", "producer-cloud", false)]
+        );
+    }
+
+    #[test]
+    fn unrelated_or_terminating_secrets_are_left_as_they_are() {
+        let objects = [share("ns", "x")];
+        let mut deleting = (*secret("ns", "producer-cloud", false)).clone();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        let mut deleting_guarded = (*secret("ns", "producer-cloud", true)).clone();
+        deleting_guarded.metadata.deletion_timestamp = deleting.metadata.deletion_timestamp.clone();
+        let unrelated = secret("ns", "consumer-a-cloud", false);
+        assert!(changes(&objects, &[Arc::new(deleting), unrelated.clone()]).is_empty());
+        assert!(changes(&objects, &[Arc::new(deleting_guarded)]).is_empty());
+        assert!(changes(&[], &[unrelated]).is_empty());
+    }
+}
