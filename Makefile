@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down build crds check unit e2e test demo operator bench chaos
+.PHONY: up down build crds check unit gitops e2e test demo operator bench chaos
 
 ## Start the local stack (builds/installs it the first time, cached outside git).
 up:
@@ -45,8 +45,13 @@ e2e: build
 chaos: build
 	bash stack/chaos.sh
 
+## GitOps health: the Argo CD health script (in Argo CD's Lua VM) and kstatus (Flux) on the
+## fixtures in deploy/gitops/testdata. Seconds when the Go module cache is warm.
+gitops:
+	bash stack/gitops-check.sh
+
 ## Everything CI runs.
-test: check unit e2e
+test: check unit gitops e2e
 
 ## The main job: stack up, operator running, examples applied and Ready.
 demo: build
