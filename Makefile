@@ -17,10 +17,11 @@ down:
 build:
 	$(CARGO) build --locked
 
-## Regenerate the committed CRD YAML from src/api.rs.
+## Regenerate the committed CRD YAML from src/api.rs (and its copies in deploy/).
 crds: build
 	$(CARGO) run --locked -q -- crd > crds/imageshare.dev_imageshares.yaml
 	cp crds/imageshare.dev_imageshares.yaml deploy/base/crd.yaml
+	cp crds/imageshare.dev_imageshares.yaml deploy/helm/imageshare/crds/imageshare.dev_imageshares.yaml
 
 ## Static checks: formatting and lints.
 check:

@@ -5,6 +5,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'bash "$STACK_DIR/down.sh"' EXIT
 bash "$STACK_DIR/up.sh"
+bash "$STACK_DIR/deploy-check.sh"   # packaging: Helm chart, deploy/base, Dockerfile (dry runs)
 bash "$STACK_DIR/smoke-openstack.sh"
 bash "$STACK_DIR/operator.sh"
 start=$SECONDS
