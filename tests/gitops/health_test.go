@@ -22,7 +22,29 @@ type expectations struct {
 		InputPath string `json:"inputPath"`
 		ArgoCD    Health `json:"argocd"`
 		Kstatus   string `json:"kstatus"`
+		Flux      string `json:"flux"`
 	} `json:"tests"`
+}
+
+// fluxExprs reads the ImageShare entry of healthCheckExprs in flux-kustomization.yaml.
+func fluxExprs(t *testing.T) FluxExprs {
+	t.Helper()
+	var k struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			HealthCheckExprs []FluxExprs `json:"healthCheckExprs"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(readFile(t, filepath.Join(gitopsDir, "flux-kustomization.yaml")), &k); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range k.Spec.HealthCheckExprs {
+		if e.APIVersion == "imageshare.dev/v1alpha1" && e.Kind == "ImageShare" {
+			return e
+		}
+	}
+	t.Fatal("flux-kustomization.yaml: no healthCheckExprs entry for imageshare.dev/v1alpha1 ImageShare")
+	return FluxExprs{}
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -64,6 +86,7 @@ func loadExpectations(t *testing.T) expectations {
 
 func TestFixtures(t *testing.T) {
 	script := healthScript(t)
+	exprs := fluxExprs(t)
 	e := loadExpectations(t)
 	if len(e.Tests) == 0 {
 		t.Fatal("health_test.yaml lists no tests")
@@ -86,6 +109,9 @@ func TestFixtures(t *testing.T) {
 			}
 			if string(res.Status) != tc.Kstatus {
 				t.Errorf("kstatus: got %s (%s), want %s", res.Status, res.Message, tc.Kstatus)
+			}
+			if got := FluxHealth(exprs, obj); string(got) != tc.Flux {
+				t.Errorf("flux with healthCheckExprs: got %s, want %s", got, tc.Flux)
 			}
 		})
 	}
@@ -140,20 +166,21 @@ var reasonHealth = map[string]struct {
 	extra   string // the condition besides Ready: "", "Reconciling" or "Stalled"
 	argo    string
 	kstatus status.Status
+	flux    status.Status // with the healthCheckExprs of flux-kustomization.yaml
 }{
-	"InSync":              {"", "Healthy", status.CurrentStatus},
-	"Progressing":         {"Reconciling", "Progressing", status.InProgressStatus},
-	"TransientError":      {"Reconciling", "Progressing", status.InProgressStatus},
-	"AwaitingConsumer":    {"", "Degraded", status.InProgressStatus},
-	"Suspended":           {"", "Suspended", status.InProgressStatus},
-	"ImageNotFound":       {"Stalled", "Degraded", status.FailedStatus},
-	"ImageAmbiguous":      {"Stalled", "Degraded", status.FailedStatus},
-	"ImageNotShared":      {"Stalled", "Degraded", status.FailedStatus},
-	"CredentialsMissing":  {"Stalled", "Degraded", status.FailedStatus},
-	"CredentialsInvalid":  {"Stalled", "Degraded", status.FailedStatus},
-	"Forbidden":           {"Stalled", "Degraded", status.FailedStatus},
-	"MemberQuotaExceeded": {"Stalled", "Degraded", status.FailedStatus},
-	"Conflict":            {"Stalled", "Degraded", status.FailedStatus},
+	"InSync":              {"", "Healthy", status.CurrentStatus, status.CurrentStatus},
+	"Progressing":         {"Reconciling", "Progressing", status.InProgressStatus, status.InProgressStatus},
+	"TransientError":      {"Reconciling", "Progressing", status.InProgressStatus, status.InProgressStatus},
+	"AwaitingConsumer":    {"", "Degraded", status.InProgressStatus, status.FailedStatus},
+	"Suspended":           {"", "Suspended", status.InProgressStatus, status.CurrentStatus},
+	"ImageNotFound":       {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"ImageAmbiguous":      {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"ImageNotShared":      {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"CredentialsMissing":  {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"CredentialsInvalid":  {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"Forbidden":           {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"MemberQuotaExceeded": {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"Conflict":            {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
 }
 
 // The Ready reasons as src/api.rs spells them (Reason::as_str).
@@ -178,6 +205,7 @@ func readyReasons(t *testing.T) []string {
 
 func TestEveryReadyReasonHasADecidedHealth(t *testing.T) {
 	script := healthScript(t)
+	exprs := fluxExprs(t)
 	reasons := readyReasons(t)
 	seen := map[string]bool{}
 	for _, reason := range reasons {
@@ -215,6 +243,9 @@ func TestEveryReadyReasonHasADecidedHealth(t *testing.T) {
 		}
 		if res.Status != want.kstatus {
 			t.Errorf("%s: kstatus %s, want %s", reason, res.Status, want.kstatus)
+		}
+		if got := FluxHealth(exprs, obj); got != want.flux {
+			t.Errorf("%s: flux with healthCheckExprs %s, want %s", reason, got, want.flux)
 		}
 	}
 	for reason := range reasonHealth {
