@@ -4,9 +4,9 @@
 # uses, restricted as Argo CD restricts custom scripts, kstatus (what Flux's health checks
 # compute by default), and the Flux healthCheckExprs of deploy/gitops/flux-kustomization.yaml
 # (with cel-go, set up as Flux sets it up) on the fixtures in deploy/gitops/testdata, against
-# the expectations in
-# deploy/gitops/health_test.yaml. The pinned Go modules come from the Go module proxy into
-# the stack cache (outside git) on first use; a warm run takes a few seconds.
+# the expectations in deploy/gitops/health_test.yaml. The pinned Go modules come from the Go
+# module proxy into the stack cache (outside git) on first use; a warm run takes a few
+# seconds.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need go "install Go (https://go.dev/doc/install); it runs the GitOps health tests"
