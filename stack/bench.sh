@@ -3,7 +3,7 @@
 # build), runs the pure plan/status benchmark and the convergence benchmark (the operator
 # next to the direct-call limit, calls counted, incremental latency, scale and start-up),
 # and rewrites BENCHMARKS.md. Stops everything afterwards. BENCH_ONLY=incremental|statuses|
-# matrix|scale runs one part (the file then holds only that part).
+# matrix|scale|steady runs one part (the file then holds only that part).
 # BENCH_OUT=FILE BENCH_SECONDS=N only rewrites BENCHMARKS.md from the output of earlier runs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if [[ -n "${BENCH_OUT:-}" ]]; then
@@ -59,6 +59,17 @@ $(table bench-calls)
 | Change | To the Glance call p50 | p99 | To Ready p50 | p99 |
 | --- | --- | --- | --- | --- |
 $(table bench-incr)
+
+## Steady state
+
+Nothing changes for the whole window; the operator resyncs every object once a minute.
+Glance and Keystone calls are counted by proxies in front of them; goals: no write, at most
+one member list per image per resync, one Keystone authentication per credential per
+token lifetime (Keystone's default, 1 h).
+
+| Objects, window | Glance writes | ImageShares changed | New Events | Member lists per image per resync | Keystone authentications while converging | in the window |
+| --- | --- | --- | --- | --- | --- | --- |
+$(table bench-steady)
 
 ## Scale: memory and CPU (release build)
 
