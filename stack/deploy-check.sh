@@ -81,6 +81,7 @@ lease_rules="$(field "$base" 'Role/imageshare-leader-election' 2)"
 pod_sc="$(field "$base" 'Deployment/.*' 2)"
 container_sc="$(field "$base" 'Deployment/.*' 3)"
 [[ -n "$rules" && -n "$lease_rules" && -n "$pod_sc" && -n "$container_sc" ]] || fail "deploy/base: rules or securityContexts not found in: $base"
+log "deploy-check: deploy/base: $(cut -f1 <<<"$base" | tr '\n' ' ')"
 
 for values in "" "$CHART"/ci/*-values.yaml; do
   name="helm template${values:+ -f ${values#"$REPO_DIR/"}}"
