@@ -35,7 +35,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -159,8 +158,6 @@ pub struct Context {
     pub client: Client,
     /// OpenStack sessions, one per distinct credential.
     pub clouds: Clouds,
-    /// Event recorder.
-    pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Per-object backoff.
@@ -226,7 +223,6 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     let ctx = Arc::new(Context {
         client: client.clone(),
         clouds: Clouds::new(options.per_cloud_limit),
-        recorder: Recorder::new(client.clone(), Reporter::from(MANAGER)),
         metrics,
         backoff: Backoff::default(),
         contests: contest::Book::default(),

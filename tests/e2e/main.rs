@@ -69,6 +69,44 @@ async fn two_consumers_one_accepted_with_its_credentials_one_left_to_the_consume
 }
 
 #[tokio::test]
+async fn every_change_gets_an_event_naming_it_also_when_one_of_its_kind_came_before() {
+    let t = TestNs::new("event-notes").await;
+    let producer = Os::login("producer").await;
+    let image = producer.create_image(&unique("notes"), "shared", &[]).await;
+    let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
+    t.create(
+        "share",
+        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
+            "members": [{"project": a}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    t.patch_spec(
+        "share",
+        json!({"members": [{"project": a}, {"project": b}]}),
+    )
+    .await;
+    t.wait_reason("share", "InSync", CONVERGE).await;
+    let notes: Vec<String> = t
+        .events("share")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("MemberAdded"))
+        .filter_map(|e| e.note)
+        .collect();
+    for project in [&a, &b] {
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|n| n.contains(project.as_str()))
+                .count(),
+            1,
+            "one MemberAdded Event naming {project}: {notes:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn consumer_drift_is_corrected_when_managed_and_left_alone_when_not() {
     let t = TestNs::new("drift").await;
     let producer = Os::login("producer").await;

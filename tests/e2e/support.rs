@@ -249,6 +249,15 @@ impl TestNs {
 
     /// Event reasons recorded for an object.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.events(name)
+            .await
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    /// The Events about ImageShare `name`.
+    pub async fn events(&self, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.name);
         events
@@ -258,7 +267,6 @@ impl TestNs {
             .items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .filter_map(|e| e.reason)
             .collect()
     }
 }
