@@ -241,6 +241,10 @@ async fn record_ledger(
     let mut status = share.status.clone().unwrap_or_default();
     status.ledger = plan.ledger.to_entries();
     status.images = observed.images.iter().map(ObservedImage::status).collect();
+    if status.conditions.is_empty() {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        status.conditions = status::first_conditions(share.metadata.generation, &now);
+    }
     patch_status(share, api, &status).await
 }
 

@@ -169,7 +169,31 @@ pub fn build(
         _ => (member_counts, Some(format!("{in_sync}/{total}"))),
     };
     members.truncate(MAX_ROWS);
-    let status = if reason.is_ready() { "True" } else { "False" };
+    let conditions = conditions(reason, message, generation, previous, now);
+    ImageShareStatus {
+        observed_generation: generation,
+        image: Some(image_display(spec, &images)),
+        members_in_sync,
+        images,
+        members,
+        member_counts,
+        ledger,
+        conditions,
+        last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
+    }
+}
+
+/// The conditions for a Ready `reason`, following kstatus: Ready summarises; Reconciling
+/// (work under way) and Stalled (needs a person) appear only while true, so GitOps tools
+/// tell progress from failure. A condition keeps its lastTransitionTime from `previous`
+/// while its status stays.
+fn conditions(
+    reason: Reason,
+    message: String,
+    generation: Option<i64>,
+    previous: Option<&ImageShareStatus>,
+    now: &Time,
+) -> Vec<Condition> {
     let condition = |type_: &str, status: &str, message: String| {
         let last_transition_time = previous
             .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
@@ -184,8 +208,7 @@ pub fn build(
             last_transition_time,
         }
     };
-    // kstatus conventions: Ready summarises; Reconciling (work under way) and Stalled (needs a
-    // person) appear only while true, so GitOps tools tell progress from failure.
+    let status = if reason.is_ready() { "True" } else { "False" };
     let mut conditions = vec![condition("Ready", status, message.clone())];
     match reason {
         Reason::Progressing | Reason::TransientError => {
@@ -196,17 +219,15 @@ pub fn build(
         }
         _ => {}
     }
-    ImageShareStatus {
-        observed_generation: generation,
-        image: Some(image_display(spec, &images)),
-        members_in_sync,
-        images,
-        members,
-        member_counts,
-        ledger,
-        conditions,
-        last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
-    }
+    conditions
+}
+
+/// The conditions of a new object's first status, the ledger written ahead of its first
+/// adds: Progressing (Ready False, Reconciling True). Without them kstatus, and so Flux,
+/// would read a status with neither conditions nor observedGeneration as Current.
+pub fn first_conditions(generation: Option<i64>, now: &Time) -> Vec<Condition> {
+    let message = "adding the first members".to_string();
+    conditions(Reason::Progressing, message, generation, None, now)
 }
 
 /// Whether the status must be written: anything but lastSyncTime differs.
@@ -542,6 +563,23 @@ mod tests {
         let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("True", "InSync"));
         assert!(!report.changed_anything());
+    }
+
+    #[test]
+    fn a_new_objects_first_status_says_it_is_reconciling() {
+        let conditions = first_conditions(Some(1), &now());
+        let summary: Vec<_> = conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Ready", "False", "Progressing"),
+                ("Reconciling", "True", "Progressing")
+            ]
+        );
+        assert!(conditions.iter().all(|c| c.observed_generation == Some(1)));
     }
 
     #[test]
