@@ -532,6 +532,10 @@ mod tests {
                 "deploy/base/crd.yaml",
                 include_str!("../deploy/base/crd.yaml"),
             ),
+            (
+                "deploy/helm/imageshare/crds/imageshare.dev_imageshares.yaml",
+                include_str!("../deploy/helm/imageshare/crds/imageshare.dev_imageshares.yaml"),
+            ),
         ] {
             assert!(
                 committed == generated,
