@@ -7,11 +7,13 @@
 //!   Glance client and the one error classifier. All OpenStack I/O lives here.
 //! - [`controller`]: reconcile (finalizer dispatch), the pure plan and status builder, apply,
 //!   cleanup and per-object backoff.
+//! - [`dryrun`]: the `plan` command's report, from the cluster or from manifest files.
 //! - [`metrics`], [`http`], [`telemetry`]: Prometheus metrics, health endpoints, logging.
 //! - [`leader`]: Lease-based leader election for running several replicas.
 
 pub mod api;
 pub mod controller;
+pub mod dryrun;
 pub mod http;
 pub mod leader;
 pub mod metrics;

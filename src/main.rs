@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imageshare::api::ImageShare;
+use imageshare::controller::credentials::{LocalClouds, Sessions};
 use imageshare::controller::{self, Options, parse_duration};
+use imageshare::dryrun;
 use imageshare::http::{self, Readiness};
 use imageshare::leader::{LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
@@ -27,7 +29,9 @@ enum Command {
     Operator(Box<OperatorArgs>),
     /// Print the ImageShare CustomResourceDefinition as YAML.
     Crd,
-    /// Dry run: show what the operator would do for one ImageShare now. Changes nothing.
+    /// Dry run: show what the operator would change in Glance now, for one ImageShare of
+    /// the cluster or for the ImageShares in manifest files (-f, no cluster needed).
+    /// Changes nothing. Exit code 0: nothing would change; 2: something would; 1: error.
     Plan(PlanArgs),
 }
 
@@ -36,11 +40,45 @@ struct PlanArgs {
     /// Kubeconfig file; when unset, the in-cluster configuration or ~/.kube/config.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Namespace of the ImageShare.
+    /// Namespace of the ImageShare; with -f, of the manifests that set none.
     #[arg(long, short = 'n', default_value = "default")]
     namespace: String,
-    /// Name of the ImageShare.
-    name: String,
+    /// Name of the ImageShare in the cluster.
+    #[arg(required_unless_present = "files", conflicts_with = "files")]
+    name: Option<String>,
+    /// Read the ImageShares from these manifest files or directories instead of a cluster
+    /// (repeatable); credentials come from a local clouds.yaml.
+    #[arg(long = "filename", short = 'f')]
+    files: Vec<PathBuf>,
+    /// With -f: the clouds.yaml standing in for the credential Secrets (default: ./clouds.yaml,
+    /// then ~/.config/openstack/clouds.yaml, then /etc/openstack/clouds.yaml).
+    #[arg(long, env = "OS_CLIENT_CONFIG_FILE")]
+    clouds: Option<PathBuf>,
+    /// With -f: the local cloud for a credentials Secret, SECRET=CLOUD (repeatable). By
+    /// default a credentialsRef uses the cloud named like its Secret, else like its cloudName.
+    #[arg(long = "cloud", value_parser = parse_mapping)]
+    cloud: Vec<(String, String)>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Output,
+}
+
+/// Output format of `plan`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    /// For people.
+    Text,
+    /// For scripts.
+    Json,
+}
+
+fn parse_mapping(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((secret, cloud)) if !secret.is_empty() && !cloud.is_empty() => {
+            Ok((secret.to_string(), cloud.to_string()))
+        }
+        _ => Err(format!("{text:?} is not SECRET=CLOUD")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -98,12 +136,13 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Crd => imageshare::api::crd_yaml()
             .map(|yaml| print!("{yaml}"))
-            .map_err(anyhow::Error::from),
-        Command::Operator(args) => operator(*args).await,
+            .map_err(anyhow::Error::from)
+            .map(|()| 0),
+        Command::Operator(args) => operator(*args).await.map(|()| 0),
         Command::Plan(args) => plan(args).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(err) => {
             // One readable line: what failed and its root cause, never a debug dump.
             let root = err.root_cause().to_string();
@@ -132,63 +171,92 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Clien
     Ok(kube::Client::try_from(config)?)
 }
 
-async fn plan(args: PlanArgs) -> anyhow::Result<()> {
+/// The `plan` command: a dry run of a pass for one ImageShare of the cluster, or for every
+/// ImageShare in manifest files; the exit code says whether anything would change.
+async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     imageshare::openstack::install_crypto_provider();
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
-    let shares: kube::Api<ImageShare> = kube::Api::namespaced(client.clone(), &args.namespace);
-    let share = shares
-        .get(&args.name)
-        .await
-        .with_context(|| format!("reading imageshare {}/{}", args.namespace, args.name))?;
-    let all: Vec<Arc<ImageShare>> = kube::Api::<ImageShare>::all(client.clone())
-        .list(&Default::default())
-        .await
-        .context("listing imageshares")?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
     let clouds = imageshare::openstack::Clouds::new(4);
-    println!("imageshare {}/{}", args.namespace, args.name);
-    match controller::preview(&client, &clouds, &share, &all).await {
-        Err(failure) => println!("a pass would stop: {}: {}", failure.reason, failure.message),
-        Ok((observed, claims, plan)) => {
-            for image in &observed.images {
-                println!(
-                    "image {} ({}, {}): {} member(s) seen",
-                    image.id,
-                    image.name.as_deref().unwrap_or("no name"),
-                    image.visibility.as_deref().unwrap_or("visibility unknown"),
-                    image.members.len()
-                );
-            }
-            if let Some(missing) = &observed.missing {
-                println!("{}: {}", missing.reason, missing.message);
-            }
-            for (project, failure) in &observed.member_failures {
-                println!("project {project}: {}: {}", failure.reason, failure.message);
-            }
-            let seen = |image: &String| observed.images.iter().any(|i| &i.id == image);
-            for ((image, project), owner) in claims.add.iter().chain(&claims.status) {
-                if seen(image) {
-                    println!("project {project} on image {image}: Conflict with {owner}");
-                }
-            }
-            if plan.deferred {
-                println!("some removals would wait for another ImageShare to be processed");
-            }
-            if share.spec.suspend {
-                println!("suspended: a pass would change nothing");
-            }
-            for step in &plan.steps {
-                println!("would {step}");
-            }
-            if plan.steps.is_empty() {
-                println!("nothing to change");
-            }
+    let mut report = dryrun::Report::default();
+    if let Some(name) = &args.name {
+        let client = kube_client(args.kubeconfig.as_ref()).await?;
+        let shares: kube::Api<ImageShare> = kube::Api::namespaced(client.clone(), &args.namespace);
+        let share = shares
+            .get(name)
+            .await
+            .with_context(|| format!("reading imageshare {}/{name}", args.namespace))?;
+        let all: Vec<Arc<ImageShare>> = kube::Api::<ImageShare>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .context("listing imageshares")?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut sessions = Sessions::new(&client, &clouds, &share);
+        report.push(plan_one(&mut sessions, &share, "cluster", &all).await);
+    } else {
+        let local = LocalClouds {
+            yaml: read_clouds_yaml(args.clouds.as_ref())?,
+            map: args.cloud.into_iter().collect(),
+        };
+        let found = dryrun::load(&args.files, &args.namespace)?;
+        anyhow::ensure!(!found.is_empty(), "no ImageShare in {:?}", args.files);
+        let all: Vec<Arc<ImageShare>> = found.iter().map(|(_, s)| Arc::new(s.clone())).collect();
+        for (source, share) in &found {
+            let mut sessions = Sessions::local(&clouds, local.clone());
+            report.push(plan_one(&mut sessions, share, source, &all).await);
         }
     }
-    Ok(())
+    match args.output {
+        Output::Text => print!("{}", dryrun::render_text(&report)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(report.exit_code())
+}
+
+/// The plan of one object: a dry run of its pass, and a check of the consumer credentials
+/// its status changes would use.
+async fn plan_one(
+    sessions: &mut Sessions<'_>,
+    share: &ImageShare,
+    source: &str,
+    all: &[Arc<ImageShare>],
+) -> dryrun::ObjectPlan {
+    let preview = controller::preview(sessions, share, all).await;
+    let problems = match &preview {
+        Ok((_, _, plan)) => dryrun::credential_problems(sessions, plan).await,
+        Err(_) => Vec::new(),
+    };
+    let mut object = dryrun::object_plan(share, source, preview);
+    object.problems.extend(problems);
+    object
+}
+
+/// The local clouds.yaml: the given file, else the first of openstacksdk's usual places.
+fn read_clouds_yaml(path: Option<&PathBuf>) -> anyhow::Result<String> {
+    let candidates: Vec<PathBuf> = match path {
+        Some(path) => vec![path.clone()],
+        None => {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            [
+                Some(PathBuf::from("clouds.yaml")),
+                home.map(|h| h.join(".config/openstack/clouds.yaml")),
+                Some(PathBuf::from("/etc/openstack/clouds.yaml")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        }
+    };
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return std::fs::read_to_string(candidate)
+                .with_context(|| format!("reading {}", candidate.display()));
+        }
+    }
+    anyhow::bail!(
+        "no clouds.yaml found (tried {candidates:?}); set OS_CLIENT_CONFIG_FILE or --clouds"
+    )
 }
 
 async fn operator(args: OperatorArgs) -> anyhow::Result<()> {

@@ -1,8 +1,10 @@
 //! Credentials stage (I/O): reads the credential Secrets an ImageShare references into
 //! OpenStack sessions (each Secret once per pass), and puts the deletion guard
-//! ([`super::guard`]) on the producer Secret before the pass changes anything.
+//! ([`super::guard`]) on the producer Secret before the pass changes anything. Without a
+//! cluster (`imageshare plan -f`), a local clouds.yaml stands in for the Secrets
+//! ([`LocalClouds`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -12,16 +14,64 @@ use kube::{Api, Client, ResourceExt};
 use super::Failure;
 use super::guard;
 use crate::api::{CredentialsRef, ImageShare, Reason};
-use crate::openstack::{CloudConfig, Clouds, Session};
+use crate::openstack::{CloudConfig, Clouds, CloudsError, Session};
 
 /// Key in the credentials Secret holding clouds.yaml.
 pub const CLOUDS_KEY: &str = "clouds.yaml";
 /// Optional key in the credentials Secret holding a PEM CA bundle.
 pub const CACERT_KEY: &str = "cacert";
+/// A local clouds.yaml standing in for the credential Secrets: a credentialsRef uses the
+/// cloud mapped to its Secret's name, else the cloud named like the Secret, else the one
+/// named like its cloudName.
+#[derive(Clone, Debug, Default)]
+pub struct LocalClouds {
+    /// The text of the clouds.yaml.
+    pub yaml: String,
+    /// Cloud to use per Secret name.
+    pub map: BTreeMap<String, String>,
+}
+
+impl LocalClouds {
+    /// The cloud configuration a credentialsRef stands for.
+    pub fn config(&self, cref: &CredentialsRef) -> Result<CloudConfig, Failure> {
+        let secret = &cref.secret_name;
+        let candidates = match self.map.get(secret) {
+            Some(mapped) => vec![mapped],
+            None => vec![secret, &cref.cloud_name],
+        };
+        for cloud in &candidates {
+            match CloudConfig::from_clouds_yaml(&self.yaml, cloud, None) {
+                Err(CloudsError::CloudNotFound { .. }) => continue,
+                Err(e) => {
+                    let message = format!("local cloud {cloud} (for secret {secret}): {e}");
+                    return Err(Failure::new(Reason::CredentialsInvalid, message));
+                }
+                Ok(config) => return Ok(config),
+            }
+        }
+        let tried = candidates.iter().map(|c| c.as_str()).collect::<Vec<_>>();
+        Err(Failure::new(
+            Reason::CredentialsMissing,
+            format!(
+                "no cloud {} in the local clouds.yaml for secret {secret}; map one with --cloud {secret}=NAME",
+                tried.join(" or ")
+            ),
+        ))
+    }
+}
+
+/// Where the credentials come from.
+enum Source {
+    /// The Secrets of the object's namespace.
+    Cluster(Box<Api<Secret>>),
+    /// A local clouds.yaml.
+    Local(LocalClouds),
+}
+
 /// Sessions opened during one pass, so each Secret is read once per pass.
 pub struct Sessions<'a> {
     clouds: &'a Clouds,
-    secrets: Api<Secret>,
+    source: Source,
     namespace: String,
     opened: HashMap<CredentialsRef, Result<Arc<Session>, Failure>>,
     /// Metadata of the Secrets read in this pass, by name (finalizers, resourceVersion).
@@ -34,8 +84,19 @@ impl<'a> Sessions<'a> {
         let namespace = share.namespace().unwrap_or_default();
         Sessions {
             clouds,
-            secrets: Api::namespaced(client.clone(), &namespace),
+            source: Source::Cluster(Box::new(Api::namespaced(client.clone(), &namespace))),
             namespace,
+            opened: HashMap::new(),
+            metadata: HashMap::new(),
+        }
+    }
+
+    /// Sessions from a local clouds.yaml instead of Secrets (no cluster needed).
+    pub fn local(clouds: &'a Clouds, local: LocalClouds) -> Self {
+        Sessions {
+            clouds,
+            source: Source::Local(local),
+            namespace: String::new(),
             opened: HashMap::new(),
             metadata: HashMap::new(),
         }
@@ -52,9 +113,13 @@ impl<'a> Sessions<'a> {
     }
 
     async fn open(&mut self, cref: &CredentialsRef) -> Result<Arc<Session>, Failure> {
+        let secrets = match &self.source {
+            Source::Cluster(secrets) => secrets,
+            Source::Local(local) => return Ok(self.clouds.session(&local.config(cref)?)),
+        };
         let name = &cref.secret_name;
         let ns = &self.namespace;
-        let secret = match self.secrets.get_opt(name).await {
+        let secret = match secrets.get_opt(name).await {
             Ok(Some(secret)) => secret,
             Ok(None) => {
                 return Err(Failure::new(
@@ -96,11 +161,67 @@ impl<'a> Sessions<'a> {
     /// Puts the deletion guard on Secret `name` (read in this pass) unless it is there, or
     /// the Secret is already being deleted (no finalizer can be added then).
     pub async fn guard(&self, name: &str) -> Result<(), kube::Error> {
-        match self.metadata.get(name) {
-            Some(meta) if !guard::is_guarded(meta) && meta.deletion_timestamp.is_none() => {
-                guard::set(&self.secrets, name, true).await
+        match (&self.source, self.metadata.get(name)) {
+            (Source::Cluster(secrets), Some(meta))
+                if !guard::is_guarded(meta) && meta.deletion_timestamp.is_none() =>
+            {
+                guard::set(secrets, name, true).await
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(map: &[(&str, &str)]) -> LocalClouds {
+        let cloud = |user: &str| {
+            format!(
+                "{{auth: {{auth_url: 'http://k/v3', user_id: {user}, password: p, project_id: x}}}}"
+            )
+        };
+        LocalClouds {
+            yaml: format!(
+                "clouds: {{openstack: {}, producer-cloud: {}, prod: {}}}",
+                cloud("generic"),
+                cloud("by-secret"),
+                cloud("mapped")
+            ),
+            map: map
+                .iter()
+                .map(|(s, c)| (s.to_string(), c.to_string()))
+                .collect(),
+        }
+    }
+
+    fn who(local: &LocalClouds, secret: &str) -> Result<String, Failure> {
+        let cref = CredentialsRef {
+            secret_name: secret.into(),
+            cloud_name: "openstack".into(),
+        };
+        local.config(&cref).map(|c| c.describe())
+    }
+
+    #[test]
+    fn a_local_cloud_is_the_mapped_one_else_named_like_the_secret_else_like_cloud_name() {
+        let plain = local(&[]);
+        assert!(who(&plain, "producer-cloud").unwrap().contains("by-secret"));
+        assert!(who(&plain, "team-a").unwrap().contains("generic"));
+        let mapped = local(&[("producer-cloud", "prod")]);
+        assert!(who(&mapped, "producer-cloud").unwrap().contains("mapped"));
+    }
+
+    #[test]
+    fn a_missing_local_cloud_says_how_to_map_one() {
+        let mapped = local(&[("team-a", "nowhere")]);
+        let failure = who(&mapped, "team-a").unwrap_err();
+        assert_eq!(failure.reason, Reason::CredentialsMissing);
+        assert!(
+            failure.message.contains("--cloud team-a=NAME"),
+            "{}",
+            failure.message
+        );
     }
 }

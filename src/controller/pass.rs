@@ -324,13 +324,11 @@ fn resync_period(share: &ImageShare, ctx: &Context) -> Duration {
 /// returns what a pass would observe and do, given all ImageShares (for overlaps). Changes
 /// nothing; `Err` is the failure that would stop the pass.
 pub async fn preview(
-    client: &kube::Client,
-    clouds: &crate::openstack::Clouds,
+    sessions: &mut Sessions<'_>,
     share: &ImageShare,
     all: &[std::sync::Arc<ImageShare>],
 ) -> Result<(Observed, overlap::Claims, Plan), Failure> {
-    let mut sessions = Sessions::new(client, clouds, share);
-    let observed = observe::observe(share, &mut sessions).await?;
+    let observed = observe::observe(share, sessions).await?;
     let claims = overlap::claims(share, all);
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
     let images = &observed.images;

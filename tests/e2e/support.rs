@@ -305,6 +305,7 @@ pub struct Os {
 impl Os {
     /// Authenticates as `identity` (producer, consumer-a, ..., admin).
     pub async fn login(identity: &str) -> Os {
+        imageshare::openstack::install_crypto_provider();
         let auth = &clouds()["clouds"][identity]["auth"];
         let http = reqwest::Client::new();
         let body = json!({"auth": {

@@ -1,0 +1,588 @@
+//! The `plan` command: what a pass would change in Glance for ImageShares read from the
+//! cluster or from manifest files (no cluster needed), as a report for people or as JSON,
+//! with an exit code for scripts (0 nothing would change, 2 something would, like
+//! `terraform plan -detailed-exitcode`). Reading manifests and rendering live here; the
+//! pass itself is [`crate::controller::preview`], and [`object_plan`] is pure.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use kube::ResourceExt;
+use serde::Serialize;
+
+use crate::api::{ImageShare, Membership, Reason};
+use crate::controller::Failure;
+use crate::controller::credentials::Sessions;
+use crate::controller::observe::Observed;
+use crate::controller::overlap::Claims;
+use crate::controller::plan::{Identity, Plan, Step};
+
+/// Exit code when nothing would change.
+pub const NO_CHANGES: u8 = 0;
+/// Exit code when the plan of some object could not be made (a pass would stop, or some
+/// credentials could not be used).
+pub const ERROR: u8 = 1;
+/// Exit code when a pass would change something in Glance.
+pub const CHANGES: u8 = 2;
+/// Undeclared members listed per image at most.
+const LISTED: usize = 20;
+
+/// What passes would do for a set of ImageShares.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// One entry per ImageShare, in the order read.
+    pub objects: Vec<ObjectPlan>,
+    /// Glance writes a pass would make, over all objects (none for a suspended one).
+    pub changes: usize,
+}
+
+impl Report {
+    /// Adds one object's plan.
+    pub fn push(&mut self, object: ObjectPlan) {
+        if !object.suspended {
+            self.changes += object.changes.len();
+        }
+        self.objects.push(object);
+    }
+
+    /// [`ERROR`] when a pass of some object would stop or some credentials could not be
+    /// used (the plan is incomplete), else [`CHANGES`] when a pass would change something,
+    /// else [`NO_CHANGES`].
+    pub fn exit_code(&self) -> u8 {
+        let credentials = [Reason::CredentialsMissing, Reason::CredentialsInvalid]
+            .map(|r| r.as_str().to_string());
+        let incomplete = |o: &ObjectPlan| {
+            o.stopped.is_some() || o.problems.iter().any(|p| credentials.contains(&p.reason))
+        };
+        if self.objects.iter().any(incomplete) {
+            ERROR
+        } else if self.changes > 0 {
+            CHANGES
+        } else {
+            NO_CHANGES
+        }
+    }
+}
+
+/// What a pass would do for one ImageShare.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectPlan {
+    /// The object's namespace.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+    /// Where it was read: a file, or `cluster`.
+    pub source: String,
+    /// Suspended: a pass changes nothing; `changes` is what it would do once resumed.
+    pub suspended: bool,
+    /// The images the spec resolves to, with their members now.
+    pub images: Vec<ImageSeen>,
+    /// The Glance writes a pass would make, in order.
+    pub changes: Vec<Change>,
+    /// Why a pass would stop before changing anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Problem>,
+    /// What a pass would report as not in sync (per member, conflicts).
+    pub problems: Vec<Problem>,
+    /// Anything else worth knowing before applying.
+    pub notes: Vec<String>,
+}
+
+/// An image as a pass would see it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSeen {
+    /// Glance image ID.
+    pub id: String,
+    /// Image name, when known.
+    pub name: Option<String>,
+    /// Visibility, when known.
+    pub visibility: Option<String>,
+    /// Members it has now.
+    pub members: usize,
+}
+
+/// One Glance write.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// `add`, `remove` or `setStatus`.
+    pub action: &'static str,
+    /// Glance image ID.
+    pub image: String,
+    /// Keystone project ID.
+    pub project: String,
+    /// The status set (setStatus only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Whose credentials make the call: `producer`, or the consumer's Secret.
+    #[serde(rename = "as")]
+    pub identity: String,
+    /// The change in words.
+    pub description: String,
+}
+
+/// A reason (as in the Ready condition) and a message.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// Ready reason.
+    pub reason: String,
+    /// Readable detail.
+    pub message: String,
+}
+
+impl From<&Failure> for Problem {
+    fn from(f: &Failure) -> Self {
+        Problem {
+            reason: f.reason.to_string(),
+            message: f.message.clone(),
+        }
+    }
+}
+
+fn change(step: &Step) -> Change {
+    let (action, image, project, status, identity) = match step {
+        Step::Add { image, project } => ("add", image, project, None, &Identity::Producer),
+        Step::Remove { image, project } => ("remove", image, project, None, &Identity::Producer),
+        Step::SetStatus {
+            image,
+            project,
+            status,
+            identity,
+        } => ("setStatus", image, project, Some(status), identity),
+    };
+    Change {
+        action,
+        image: image.clone(),
+        project: project.clone(),
+        status: status.map(ToString::to_string),
+        identity: match identity {
+            Identity::Producer => "producer".into(),
+            Identity::Consumer(c) => format!("secret {}", c.secret_name),
+        },
+        description: step.to_string(),
+    }
+}
+
+/// Opens the consumer credentials the plan's status changes would use, so a Secret (or
+/// local cloud) that cannot be used shows in the plan: a pass opens them only when it
+/// makes the change.
+pub async fn credential_problems(sessions: &mut Sessions<'_>, plan: &Plan) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for step in &plan.steps {
+        if let Step::SetStatus {
+            project,
+            identity: Identity::Consumer(cref),
+            ..
+        } = step
+            && let Err(failure) = sessions.get(cref).await
+        {
+            let mut problem = Problem::from(&failure);
+            problem.message = format!("project {project}: {}", problem.message);
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
+/// The plan of one object from what [`crate::controller::preview`] returned. Pure.
+pub fn object_plan(
+    share: &ImageShare,
+    source: &str,
+    preview: Result<(Observed, Claims, Plan), Failure>,
+) -> ObjectPlan {
+    let mut object = ObjectPlan {
+        namespace: share.namespace().unwrap_or_default(),
+        name: share.name_any(),
+        source: source.to_string(),
+        suspended: share.spec.suspend,
+        ..ObjectPlan::default()
+    };
+    let (observed, claims, plan) = match preview {
+        Ok(found) => found,
+        Err(failure) => {
+            object.stopped = Some(Problem::from(&failure));
+            return object;
+        }
+    };
+    object.images = observed
+        .images
+        .iter()
+        .map(|i| ImageSeen {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            visibility: i.visibility.clone(),
+            members: i.members.len(),
+        })
+        .collect();
+    object.changes = plan.steps.iter().map(change).collect();
+    object
+        .problems
+        .extend(observed.missing.as_ref().map(Problem::from));
+    for (project, failure) in &observed.member_failures {
+        let mut problem = Problem::from(failure);
+        problem.message = format!("project {project}: {}", problem.message);
+        object.problems.push(problem);
+    }
+    for image in &observed.images {
+        for project in image.members.keys() {
+            if let Some(owner) = claims.owner(&(image.id.clone(), project.clone())) {
+                object.problems.push(Problem {
+                    reason: "Conflict".into(),
+                    message: format!(
+                        "project {project} on image {}: claimed by {owner}",
+                        image.id
+                    ),
+                });
+            }
+        }
+    }
+    if share.spec.suspend {
+        object.notes.push(
+            "suspended: a pass changes nothing; the changes are what it would do once resumed"
+                .into(),
+        );
+    }
+    if plan.deferred {
+        object.notes.push(format!(
+            "{} removal(s) wait until another ImageShare that may declare them is processed",
+            plan.waiting
+        ));
+    }
+    let additive = share.spec.membership == Membership::Additive;
+    if additive && share.status.is_none() && share.spec.producer.is_some() {
+        // Without a status the ledger is unknown: members this object added before and no
+        // longer declares would be removed, but cannot be told from members added by hand.
+        let declared: Vec<&str> = share
+            .spec
+            .members
+            .iter()
+            .map(|m| m.project.as_str())
+            .collect();
+        let changed: Vec<&str> = plan
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Add { project, .. }
+                | Step::Remove { project, .. }
+                | Step::SetStatus { project, .. } => project.as_str(),
+            })
+            .collect();
+        for image in &observed.images {
+            let undeclared: Vec<&str> = image
+                .members
+                .keys()
+                .map(String::as_str)
+                .filter(|p| !declared.contains(p) && !changed.contains(p))
+                .collect();
+            if !undeclared.is_empty() {
+                let more = undeclared.len().saturating_sub(LISTED);
+                let mut listed = undeclared[..undeclared.len().min(LISTED)].join(", ");
+                if more > 0 {
+                    let _ = write!(listed, " and {more} more");
+                }
+                object.notes.push(format!(
+                    "image {}: not declared: {listed}; removed only if this ImageShare added them (its ledger is in the cluster status, not in the file)",
+                    image.id
+                ));
+            }
+        }
+    }
+    object
+}
+
+/// The report for people.
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for object in &report.objects {
+        let _ = writeln!(
+            out,
+            "imageshare {}/{} ({})",
+            object.namespace, object.name, object.source
+        );
+        if let Some(stopped) = &object.stopped {
+            let _ = writeln!(
+                out,
+                "  a pass would stop: {}: {}",
+                stopped.reason, stopped.message
+            );
+            continue;
+        }
+        for image in &object.images {
+            let _ = writeln!(
+                out,
+                "  image {} ({}, {}): {} member(s) now",
+                image.id,
+                image.name.as_deref().unwrap_or("no name"),
+                image.visibility.as_deref().unwrap_or("visibility unknown"),
+                image.members
+            );
+        }
+        for problem in &object.problems {
+            let _ = writeln!(out, "  {}: {}", problem.reason, problem.message);
+        }
+        for note in &object.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        for change in &object.changes {
+            let _ = writeln!(out, "  would {}", change.description);
+        }
+        if object.changes.is_empty() {
+            let _ = writeln!(out, "  nothing to change");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} change(s) to Glance in {} ImageShare(s)",
+        report.changes,
+        report.objects.len()
+    );
+    out
+}
+
+/// Reads the ImageShares in manifest files: each path a YAML or JSON file (several
+/// documents allowed, `kind: List` too), or a directory searched for `*.yaml`, `*.yml` and
+/// `*.json` files, sorted. Other kinds are skipped. Objects without a namespace get
+/// `namespace`. Returns each object with the file it came from.
+pub fn load(paths: &[PathBuf], namespace: &str) -> anyhow::Result<Vec<(String, ImageShare)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect(path, &mut files)?;
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not YAML: {e}", file.display()))?;
+        let items =
+            docs.into_iter()
+                .flat_map(|doc| match doc.get("kind").and_then(|k| k.as_str()) {
+                    Some("List") => doc
+                        .get("items")
+                        .and_then(|i| i.as_array())
+                        .cloned()
+                        .unwrap_or_default(),
+                    _ => vec![doc],
+                });
+        for (index, doc) in items.enumerate() {
+            let is_share = doc.get("kind").and_then(|k| k.as_str()) == Some("ImageShare")
+                && doc
+                    .get("apiVersion")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|v| v.starts_with("imageshare.dev/"));
+            if !is_share {
+                continue;
+            }
+            let mut share: ImageShare = serde_json::from_value(doc).with_context(|| {
+                format!(
+                    "{}: document {}: not a valid ImageShare",
+                    file.display(),
+                    index + 1
+                )
+            })?;
+            if share.metadata.namespace.is_none() {
+                share.metadata.namespace = Some(namespace.to_string());
+            }
+            found.push((file.display().to_string(), share));
+        }
+    }
+    Ok(found)
+}
+
+fn collect(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    if !path.is_dir() {
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading directory {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let manifest = entry
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        if entry.is_dir() || manifest {
+            collect(&entry, files)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MemberStatus;
+    use crate::controller::fixtures::{self, SpecExt};
+    use crate::controller::plan::{self, History};
+
+    /// What a pass would do for `spec` against image `img` with `present` members, from an
+    /// empty ledger and no other object.
+    fn planned(spec: crate::api::ImageShareSpec, present: &[&str]) -> ObjectPlan {
+        let mut share = ImageShare::new("web", spec);
+        share.metadata.namespace = Some("team".into());
+        let members: Vec<_> = present
+            .iter()
+            .map(|p| (*p, MemberStatus::Pending))
+            .collect();
+        let observed = Observed {
+            images: vec![fixtures::image("img", &members)],
+            ..Observed::default()
+        };
+        let claims = Claims::default();
+        let ledger = Default::default();
+        let plan = plan::plan(
+            &share.spec,
+            &observed.images,
+            &ledger,
+            &claims,
+            &History::default(),
+        );
+        object_plan(&share, "share.yaml", Ok((observed, claims, plan)))
+    }
+
+    #[test]
+    fn changes_are_listed_and_make_exit_code_two() {
+        let object = planned(fixtures::spec().member("a", None).member("b", None), &["b"]);
+        let actions: Vec<_> = object
+            .changes
+            .iter()
+            .map(|c| (c.action, c.project.as_str(), c.identity.as_str()))
+            .collect();
+        assert_eq!(actions, [("add", "a", "producer")]);
+        let mut report = Report::default();
+        report.push(object);
+        assert_eq!((report.changes, report.exit_code()), (1, CHANGES));
+        let text = render_text(&report);
+        assert!(text.contains("would add project a to image img"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["objects"][0]["changes"][0]["as"], "producer");
+    }
+
+    #[test]
+    fn nothing_to_change_is_exit_code_zero_and_a_suspended_object_changes_nothing() {
+        let mut report = Report::default();
+        report.push(planned(fixtures::spec().member("a", None), &["a"]));
+        assert_eq!(report.exit_code(), NO_CHANGES);
+        report.push(planned(fixtures::spec().member("b", None).suspended(), &[]));
+        assert_eq!((report.changes, report.exit_code()), (0, NO_CHANGES));
+        assert_eq!(
+            report.objects[1].changes.len(),
+            1,
+            "shown as what it would do once resumed"
+        );
+    }
+
+    #[test]
+    fn a_pass_that_would_stop_is_exit_code_one() {
+        let share = ImageShare::new("web", fixtures::spec());
+        let failure = Failure::new(crate::api::Reason::CredentialsMissing, "no cloud");
+        let mut report = Report::default();
+        report.push(object_plan(&share, "share.yaml", Err(failure)));
+        report.push(planned(fixtures::spec().member("a", None), &[]));
+        assert_eq!(report.exit_code(), ERROR);
+        assert!(render_text(&report).contains("a pass would stop: CredentialsMissing: no cloud"));
+    }
+
+    #[test]
+    fn unusable_credentials_make_the_plan_incomplete_but_a_conflict_does_not() {
+        let with = |reason: &str| {
+            let mut object = planned(fixtures::spec().member("a", None), &[]);
+            object.problems.push(Problem {
+                reason: reason.into(),
+                message: "project b: ...".into(),
+            });
+            let mut report = Report::default();
+            report.push(object);
+            report.exit_code()
+        };
+        assert_eq!(with("CredentialsMissing"), ERROR);
+        assert_eq!(with("CredentialsInvalid"), ERROR);
+        assert_eq!(with("Conflict"), CHANGES);
+    }
+
+    #[test]
+    fn members_not_declared_are_named_but_not_removed_without_the_ledger() {
+        let object = planned(fixtures::spec().member("a", None), &["a", "by-hand"]);
+        assert!(object.changes.is_empty());
+        assert!(
+            object
+                .notes
+                .iter()
+                .any(|n| n.contains("not declared: by-hand")),
+            "{:?}",
+            object.notes
+        );
+        // Exclusive removes them whoever added them (after seeing them twice): no such note.
+        let exclusive = planned(fixtures::spec().member("a", None).exclusive(), &["a", "x"]);
+        assert!(
+            !exclusive.notes.iter().any(|n| n.contains("not declared")),
+            "{:?}",
+            exclusive.notes
+        );
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("imageshare-dryrun-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        dir
+    }
+
+    const SHARE: &str = "apiVersion: imageshare.dev/v1alpha1
+kind: ImageShare
+metadata: {name: one}
+spec:
+  image: {id: img}
+  producer: {credentialsRef: {secretName: producer-cloud, cloudName: openstack}}
+  members: [{project: a}]
+";
+
+    #[test]
+    fn manifests_are_read_from_files_and_directories_skipping_other_kinds() {
+        let dir = scratch("load");
+        let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: producer-cloud}\n";
+        std::fs::write(dir.join("a.yaml"), format!("{SHARE}---\n{secret}---\n")).unwrap();
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {}",
+            SHARE
+                .replace("name: one}", "name: two, namespace: other}")
+                .replace('\n', "\n  ")
+        );
+        std::fs::write(dir.join("nested/b.yml"), list).unwrap();
+        std::fs::write(dir.join("notes.txt"), "kind: ImageShare").unwrap();
+        let found = load(std::slice::from_ref(&dir), "team").unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|(_, s)| (s.namespace().unwrap(), s.name_any()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("team".into(), "one".into()),
+                ("other".into(), "two".into())
+            ]
+        );
+        assert!(found[0].0.ends_with("a.yaml"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_invalid_imageshare_names_its_file_and_document() {
+        let dir = scratch("invalid");
+        let broken = SHARE.replace("members: [{project: a}]", "members: 7");
+        std::fs::write(dir.join("x.yaml"), format!("{SHARE}---\n{broken}")).unwrap();
+        let error = load(&[dir.join("x.yaml")], "team").unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("x.yaml: document 2"), "{message}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
