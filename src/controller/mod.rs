@@ -315,16 +315,21 @@ fn changes_that_matter(share: &ImageShare) -> Option<u64> {
 }
 
 /// Whether the latest change of a Secret (by its managed fields' times) was the operator's
-/// deletion guard being set or released, and it is not being deleted.
+/// deletion guard being set or released, and it is not being deleted. The times have whole
+/// seconds: another manager's change in the same second counts as newer, so a credential
+/// fixed right after the guard was set still triggers a pass.
 fn last_change_is_a_guard(meta: &kube::api::ObjectMeta) -> bool {
+    let time = |f: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| f.time.as_ref().map(|t| t.0);
+    let entries = meta.managed_fields.iter().flatten();
+    let (ours, others): (Vec<_>, Vec<_>) =
+        entries.partition(|f| f.manager.as_deref() == Some(guard::MANAGER));
+    let newest_other = others.iter().filter_map(|f| time(f)).max();
     meta.deletion_timestamp.is_none()
-        && meta
-            .managed_fields
+        && ours
             .iter()
-            .flatten()
-            .max_by_key(|f| f.time.as_ref().map(|t| t.0))
-            .and_then(|f| f.manager.as_deref())
-            .is_some_and(|m| m == guard::MANAGER)
+            .filter_map(|f| time(f))
+            .max()
+            .is_some_and(|t| newest_other.is_none_or(|o| t > o))
 }
 
 /// Whether the ImageShare refers to the Secret `name` (same namespace assumed).
@@ -418,6 +423,8 @@ mod tests {
         assert!(last_change_is_a_guard(&meta));
         meta.managed_fields = Some(vec![at(300, "kubectl-client-side-apply"), at(200, guard)]);
         assert!(!last_change_is_a_guard(&meta), "new data after the guard");
+        meta.managed_fields = Some(vec![at(200, guard), at(200, "kubectl-client-side-apply")]);
+        assert!(!last_change_is_a_guard(&meta), "new data in the same second");
         meta.managed_fields = Some(vec![at(200, guard)]);
         meta.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         assert!(!last_change_is_a_guard(&meta), "a deletion always counts");
