@@ -28,6 +28,7 @@ fn spec(members: usize) -> ImageShareSpec {
         s.members = (0..members)
             .map(|i| MemberSpec {
                 project: format!("{i:032x}"),
+                domain: None,
                 status: Some(MemberStatus::Accepted),
                 consumer: None,
             })

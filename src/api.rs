@@ -57,6 +57,7 @@ pub const GROUP: &str = "imageshare.dev";
 #[x_kube(validation = Rule::new("self.membership != 'Exclusive' || has(self.producer)").message("membership Exclusive needs spec.producer: only the image owner can remove members"))]
 #[x_kube(validation = Rule::new("has(self.producer) || has(self.image.id)").message("without spec.producer (consumer-only use) the image must be given by spec.image.id"))]
 #[x_kube(validation = Rule::new("has(self.producer) || self.members.all(m, has(m.consumer) && has(m.status))").message("without spec.producer (consumer-only use) every member needs consumer credentials and a status"))]
+#[x_kube(validation = Rule::new("has(self.producer) || (!has(self.projectSelector) && self.members.all(m, !has(m.domain)))").message("projectSelector and project names (members[].domain) need spec.producer"))]
 #[serde(rename_all = "camelCase")]
 pub struct ImageShareSpec {
     /// The image(s) to share, owned by the producer: exactly one of id, name or selector.
@@ -73,6 +74,21 @@ pub struct ImageShareSpec {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["project"]), length(max = 1000))]
     pub members: Vec<MemberSpec>,
+
+    /// Also share with every Keystone project this selects (resolved at every pass:
+    /// projects that join the selection get the image, projects that leave it lose it).
+    /// Members listed in spec.members keep their own settings. The image owner's project
+    /// is never selected. Listing projects needs spec.projectReader (or a producer allowed
+    /// to list projects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_selector: Option<ProjectSelector>,
+
+    /// Credentials allowed to list the projects of the domains named in spec (a domain
+    /// reader, or an admin), used to resolve project names (members[].domain) and
+    /// spec.projectSelector. Defaults to the producer's. Without that right the object
+    /// reports Forbidden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_reader: Option<CredentialsSource>,
 
     /// What happens to members of the image that this object never declared (added by hand
     /// or by other tools). Additive (the default) leaves them alone; Exclusive removes them
@@ -164,15 +180,20 @@ pub struct CredentialsRef {
 
 /// One project the image is shared with.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.domain) || self.project.matches(r'^[^\\s/]*[^\\s/.][^\\s/]*$')").message("project must be a Keystone project ID (no spaces or slashes, not just dots), or a project name with its domain").field_path(".project"))]
 #[serde(rename_all = "camelCase")]
 pub struct MemberSpec {
-    /// Keystone project ID of the consumer (Glance's member_id): no spaces or slashes, and
-    /// not just dots.
-    #[schemars(
-        length(min = 1, max = 255),
-        regex(pattern = r"^[^\s/]*[^\s/.][^\s/]*$")
-    )]
+    /// Keystone project ID of the consumer (Glance's member_id), or, with domain, the
+    /// project's name.
+    #[schemars(length(min = 1, max = 255))]
     pub project: String,
+
+    /// When set, project is a project name in this Keystone domain (the domain's name or
+    /// ID), resolved to its ID through Keystone at every pass (status.projects shows it).
+    /// An unknown name is reported as ProjectNotFound and nothing is changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub domain: Option<String>,
 
     /// Status to keep this member at: accepted, rejected or pending. Omitted: the status is
     /// left to the consumer.
@@ -183,6 +204,26 @@ pub struct MemberSpec {
     /// its own status). Without them the producer's credentials are tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<CredentialsSource>,
+}
+
+/// Selects Keystone projects of one domain, by tags.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSelector {
+    /// The domain (name or ID) whose enabled projects are selected.
+    #[schemars(length(min = 1, max = 255))]
+    pub domain: String,
+
+    /// Keystone tags a project must all carry; empty selects every project of the domain.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub tags: Vec<String>,
+
+    /// Status to keep each selected member at, as members[].status without consumer
+    /// credentials (AwaitingConsumer until the consumer sets it). Omitted: left to each
+    /// consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MemberStatus>,
 }
 
 /// Status of an image member in Glance.
@@ -279,6 +320,11 @@ pub struct ImageShareStatus {
     #[serde(default)]
     pub ledger: Vec<LedgerEntry>,
 
+    /// The projects resolved through Keystone at the last pass: names in spec.members and
+    /// the projects spec.projectSelector chose, with the IDs they stand for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<ResolvedProject>,
+
     /// Conditions; Ready summarises the object (kstatus conventions).
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -286,6 +332,21 @@ pub struct ImageShareStatus {
     /// When this status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+}
+
+/// A Keystone project found by name or by spec.projectSelector.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedProject {
+    /// Keystone project ID (the Glance member ID).
+    pub id: String,
+    /// Project name.
+    pub name: String,
+    /// The domain as the spec names it.
+    pub domain: String,
+    /// Chosen by spec.projectSelector (false: named in spec.members).
+    #[serde(default)]
+    pub selected: bool,
 }
 
 /// An image the spec resolved to.
@@ -396,6 +457,8 @@ pub enum Reason {
     /// Another ImageShare claims the same image and project, or another client keeps
     /// changing a managed status back.
     Conflict,
+    /// A project name (members[].domain) or a domain matches no Keystone project or domain.
+    ProjectNotFound,
     /// A passing fault (5xx, timeout, connection error, 429); retried with backoff.
     TransientError,
 }
@@ -416,6 +479,7 @@ impl Reason {
             Reason::Forbidden => "Forbidden",
             Reason::MemberQuotaExceeded => "MemberQuotaExceeded",
             Reason::Conflict => "Conflict",
+            Reason::ProjectNotFound => "ProjectNotFound",
             Reason::TransientError => "TransientError",
         }
     }
@@ -440,7 +504,7 @@ impl Reason {
     }
 
     /// Every reason, for metrics initialisation and tests.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::InSync,
         Reason::Progressing,
         Reason::AwaitingConsumer,
@@ -453,6 +517,7 @@ impl Reason {
         Reason::Forbidden,
         Reason::MemberQuotaExceeded,
         Reason::Conflict,
+        Reason::ProjectNotFound,
         Reason::TransientError,
     ];
 }

@@ -18,6 +18,8 @@ pub fn spec() -> ImageShareSpec {
         },
         producer: Some(credentials("producer-cloud")),
         members: Vec::new(),
+        project_selector: None,
+        project_reader: None,
         membership: Membership::Additive,
         deletion_policy: Default::default(),
         resync_period: None,
@@ -52,6 +54,7 @@ impl SpecExt for ImageShareSpec {
     fn member(mut self, project: &str, status: Option<MemberStatus>) -> Self {
         self.members.push(MemberSpec {
             project: project.into(),
+            domain: None,
             status,
             consumer: None,
         });
@@ -60,6 +63,7 @@ impl SpecExt for ImageShareSpec {
     fn member_with_consumer(mut self, project: &str, status: MemberStatus, secret: &str) -> Self {
         self.members.push(MemberSpec {
             project: project.into(),
+            domain: None,
             status: Some(status),
             consumer: Some(credentials(secret)),
         });

@@ -22,6 +22,7 @@ pub mod observe;
 pub mod overlap;
 pub mod pass;
 pub mod plan;
+pub mod projects;
 pub mod sightings;
 pub mod status;
 
@@ -319,7 +320,9 @@ fn changes_that_matter(share: &ImageShare) -> Option<u64> {
 /// seconds: another manager's change in the same second counts as newer, so a credential
 /// fixed right after the guard was set still triggers a pass.
 fn last_change_is_a_guard(meta: &kube::api::ObjectMeta) -> bool {
-    let time = |f: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| f.time.as_ref().map(|t| t.0);
+    let time = |f: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        f.time.as_ref().map(|t| t.0)
+    };
     let entries = meta.managed_fields.iter().flatten();
     let (ours, others): (Vec<_>, Vec<_>) =
         entries.partition(|f| f.manager.as_deref() == Some(guard::MANAGER));
@@ -424,7 +427,10 @@ mod tests {
         meta.managed_fields = Some(vec![at(300, "kubectl-client-side-apply"), at(200, guard)]);
         assert!(!last_change_is_a_guard(&meta), "new data after the guard");
         meta.managed_fields = Some(vec![at(200, guard), at(200, "kubectl-client-side-apply")]);
-        assert!(!last_change_is_a_guard(&meta), "new data in the same second");
+        assert!(
+            !last_change_is_a_guard(&meta),
+            "new data in the same second"
+        );
         meta.managed_fields = Some(vec![at(200, guard)]);
         meta.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         assert!(!last_change_is_a_guard(&meta), "a deletion always counts");

@@ -71,16 +71,17 @@ pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
         let producer = other.spec.producer.is_some();
         let status = other.status.as_ref();
         let processed = status.is_some_and(|s| s.observed_generation == other.metadata.generation);
+        let theirs_all = super::projects::declared(other);
         if producer && !processed {
             claims
                 .waiting
-                .extend(other.spec.members.iter().map(|m| m.project.clone()));
+                .extend(theirs_all.iter().map(|m| m.project.clone()));
         }
         // A suspended object changes nothing, so it owns no aspect (it still protects).
         let earlier = order(other) < mine && !other.spec.suspend;
         let images = status.iter().flat_map(|s| s.images.iter().map(|i| &i.id));
         for image in images {
-            for theirs in &other.spec.members {
+            for theirs in &theirs_all {
                 let pair = (image.clone(), theirs.project.clone());
                 if producer {
                     claims.protected.insert(pair.clone());

@@ -21,8 +21,8 @@ use super::ledger::Ledger;
 use super::observe::{self, Observed};
 use super::plan::{self, ObservedImage, Pair, Plan, Step};
 use super::status::{self, Held, Report};
-use super::{Context, DEFERRED_RETRY, Error, Failure, MANAGER, backoff, events, overlap};
-use crate::api::{ImageShare, ImageShareStatus, Reason};
+use super::{Context, DEFERRED_RETRY, Error, Failure, MANAGER, backoff, events, overlap, projects};
+use crate::api::{ImageShare, ImageShareSpec, ImageShareStatus, Reason, ResolvedProject};
 
 /// When to come back after a pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,8 +83,17 @@ pub async fn sync(
     }
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     guard(share, &mut sessions).await;
-    let pass = run(share, api, ctx, &mut sessions).await?;
-    let status = write_status(share, api, ctx, pass.as_ref()).await?;
+    // The pass works on the members the spec stands for once names and the project
+    // selector are resolved; the status it writes keeps the spec as written.
+    let (effective, pass) = match projects::resolve(share, &mut sessions).await {
+        Ok(resolved) => {
+            let effective = projects::with_effective_members(share, &resolved);
+            let pass = run(&effective, api, ctx, &mut sessions, resolved).await?;
+            (effective, pass)
+        }
+        Err(failure) => (share.clone(), Err(failure)),
+    };
+    let status = write_status(share, &effective.spec, api, ctx, pass.as_ref()).await?;
     if let Ok(report) = &pass {
         events::steps(share, ctx, &report.outcomes).await;
     }
@@ -120,6 +129,7 @@ async fn run(
     api: &Api<ImageShare>,
     ctx: &Context,
     sessions: &mut Sessions<'_>,
+    projects: Vec<ResolvedProject>,
 ) -> Result<Result<Report, Failure>, Error> {
     let observed = match observe::observe(share, sessions).await {
         Ok(observed) => observed,
@@ -142,11 +152,12 @@ async fn run(
         deferred: plan.deferred,
         held,
         ledger: previous.clone(),
+        projects,
         ..Report::default()
     };
     if !share.spec.suspend {
         if !plan.ledger.is_subset(&previous) {
-            record_ledger(share, api, &observed, &plan).await?;
+            record_ledger(share, api, &observed, &plan, &report.projects).await?;
         }
         report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
         for (step, outcome) in &report.outcomes {
@@ -237,9 +248,11 @@ async fn record_ledger(
     api: &Api<ImageShare>,
     observed: &Observed,
     plan: &Plan,
+    projects: &[ResolvedProject],
 ) -> Result<(), Error> {
     let mut status = share.status.clone().unwrap_or_default();
     status.ledger = plan.ledger.to_entries();
+    status.projects = projects.to_vec();
     status.images = observed.images.iter().map(ObservedImage::status).collect();
     if status.conditions.is_empty() {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -251,13 +264,14 @@ async fn record_ledger(
 /// Builds and (only if changed) writes the status; emits an Event when Ready's reason changes.
 async fn write_status(
     share: &ImageShare,
+    spec: &ImageShareSpec,
     api: &Api<ImageShare>,
     ctx: &Context,
     pass: Result<&Report, &Failure>,
 ) -> Result<ImageShareStatus, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = share.status.as_ref();
-    let mut new = status::build(&share.spec, share.metadata.generation, pass, previous, &now);
+    let mut new = status::build(spec, share.metadata.generation, pass, previous, &now);
     if !status::needs_write(previous, &new) {
         return Ok(new);
     }
@@ -328,6 +342,8 @@ pub async fn preview(
     share: &ImageShare,
     all: &[std::sync::Arc<ImageShare>],
 ) -> Result<(Observed, overlap::Claims, Plan), Failure> {
+    let resolved = projects::resolve(share, sessions).await?;
+    let share = &projects::with_effective_members(share, &resolved);
     let observed = observe::observe(share, sessions).await?;
     let claims = overlap::claims(share, all);
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));

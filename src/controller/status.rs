@@ -46,6 +46,8 @@ pub struct Report {
     pub held: BTreeMap<Pair, Held>,
     /// The ledger after this pass.
     pub ledger: Ledger,
+    /// The projects resolved through Keystone for this pass.
+    pub projects: Vec<crate::api::ResolvedProject>,
 }
 
 impl Report {
@@ -178,6 +180,11 @@ pub fn build(
         members,
         member_counts,
         ledger,
+        // This pass's resolution; a failed pass keeps the last one.
+        projects: match pass {
+            Ok(report) => report.projects.clone(),
+            Err(_) => previous.map(|p| p.projects.clone()).unwrap_or_default(),
+        },
         conditions,
         last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
     }

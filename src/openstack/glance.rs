@@ -173,10 +173,12 @@ pub(super) fn join(mut base: Url, segments: &[&str], what: &str) -> Result<Url, 
     Ok(base)
 }
 
-/// Where a request goes, relative to the Glance v2 base.
-enum Target<'a> {
+/// Where a request goes: relative to the Glance v2 base, or to Keystone's auth_url.
+pub(super) enum Target<'a> {
     /// Path segments under `/v2`, plus query pairs.
     Path(&'a [&'a str], Vec<(&'static str, String)>),
+    /// Path segments under Keystone's `/v3`, plus query pairs.
+    Identity(&'a [&'a str], Vec<(&'static str, String)>),
     /// `/v2/images` with a raw query string taken from a `next` link.
     ImagesQuery(&'a str),
 }
@@ -300,7 +302,8 @@ impl Session {
         .map(drop)
     }
 
-    async fn json<T: DeserializeOwned>(
+    /// Sends one request and decodes the body of its 2xx answer.
+    pub(super) async fn json<T: DeserializeOwned>(
         &self,
         method: Method,
         target: Target<'_>,
@@ -325,9 +328,13 @@ impl Session {
         let mut retried = false;
         loop {
             let token = self.token().await?;
-            let base = glance_base(token.image_endpoint())?;
             let url = match &target {
-                Target::Path(segments, pairs) => {
+                Target::Path(segments, pairs) | Target::Identity(segments, pairs) => {
+                    let base = match target {
+                        Target::Identity(..) => Url::parse(&self.config().auth_url)
+                            .map_err(|e| Error::config(format!("auth_url: {e}")))?,
+                        _ => glance_base(token.image_endpoint())?,
+                    };
                     let mut url = join(base, segments, what)?;
                     if !pairs.is_empty() {
                         url.query_pairs_mut().extend_pairs(pairs);
@@ -335,7 +342,7 @@ impl Session {
                     url
                 }
                 Target::ImagesQuery(query) => {
-                    let mut url = join(base, &["images"], what)?;
+                    let mut url = join(glance_base(token.image_endpoint())?, &["images"], what)?;
                     url.set_query(Some(query));
                     url
                 }

@@ -14,13 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 
 use super::clouds::{Auth, CloudConfig, Domain, Interface, Project, Secret, User};
-use super::error::{Error, classify};
+use super::error::{Error, TerminalKind, classify};
+use super::glance::Target;
 
 /// TCP connect timeout for Keystone and Glance.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -471,6 +473,90 @@ fn build_client(config: &CloudConfig) -> Result<reqwest::Client, String> {
             config.cloud_name
         )
     })
+}
+
+/// A Keystone project, as `GET /v3/projects` lists it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ProjectEntry {
+    /// Project ID (the Glance member ID).
+    pub id: String,
+    /// Project name (unique in its domain).
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct ProjectList {
+    projects: Vec<ProjectEntry>,
+}
+
+#[derive(Deserialize)]
+struct DomainEntry {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct DomainList {
+    domains: Vec<DomainEntry>,
+}
+
+#[derive(Deserialize)]
+struct OneDomain {
+    domain: DomainEntry,
+}
+
+impl Session {
+    /// The enabled projects of domain `domain_id` named `name` (when given) and carrying
+    /// every tag of `tags` (`GET /v3/projects`).
+    pub async fn list_projects(
+        &self,
+        domain_id: &str,
+        name: Option<&str>,
+        tags: &[String],
+    ) -> Result<Vec<ProjectEntry>, Error> {
+        let mut query = vec![
+            ("domain_id", domain_id.to_string()),
+            ("enabled", "true".to_string()),
+        ];
+        query.extend(name.map(|n| ("name", n.to_string())));
+        if !tags.is_empty() {
+            query.push(("tags", tags.join(",")));
+        }
+        let what = format!("list projects of domain {domain_id}");
+        let target = Target::Identity(&["projects"], query);
+        let list: ProjectList = self.json(Method::GET, target, None, &what).await?;
+        Ok(list.projects)
+    }
+
+    /// The ID of the domain `name_or_id`: looked up by name (`GET /v3/domains?name=`, which
+    /// only admins and system readers may do), else read as an ID (`GET /v3/domains/{id}`,
+    /// which a domain reader may do for its own domain). None when neither finds it.
+    pub async fn domain_id(&self, name_or_id: &str) -> Result<Option<String>, Error> {
+        let what = format!("find domain {name_or_id}");
+        let by_name = Target::Identity(&["domains"], vec![("name", name_or_id.to_string())]);
+        match self
+            .json::<DomainList>(Method::GET, by_name, None, &what)
+            .await
+        {
+            Ok(list) if !list.domains.is_empty() => {
+                return Ok(list.domains.into_iter().next().map(|d| d.id));
+            }
+            Ok(_)
+            | Err(Error::Terminal {
+                kind: TerminalKind::Forbidden,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        let by_id = Target::Identity(&["domains", name_or_id], vec![]);
+        match self
+            .json::<OneDomain>(Method::GET, by_id, None, &what)
+            .await
+        {
+            Ok(one) => Ok(Some(one.domain.id)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 struct Entry {

@@ -7,6 +7,7 @@ mod fault_proxy;
 mod faults;
 mod leader;
 mod limits;
+mod projects;
 mod revocation;
 // Some helpers serve only the chaos suite and the benchmarks, which include this file too.
 #[allow(dead_code)]
@@ -737,6 +738,10 @@ async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message()
         (
             json!({"image": {"id": id}, "producer": p, "members": [{"project": "a/b"}]}),
             "spec.members[0].project",
+        ),
+        (
+            json!({"image": {"id": id}, "projectSelector": {"domain": "Default", "tags": ["gpu"]}}),
+            "projectSelector and project names (members[].domain) need spec.producer",
         ),
         (
             json!({"image": {"id": id}, "producer": p, "members": [{"project": ".."}]}),

@@ -511,6 +511,37 @@ impl Os {
     }
 }
 
+/// Runs the stack's openstack CLI (from its virtualenv) as `cloud` of the stack's
+/// clouds.yaml; returns its standard output, panics with its error on failure.
+pub fn openstack(cloud: &str, args: &[&str]) -> String {
+    let script = r#"source "$1/stack/lib.sh"; shift; exec "$VENV_DIR/bin/openstack" "$@""#;
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            script,
+            "openstack",
+            env!("CARGO_MANIFEST_DIR"),
+            "--os-cloud",
+            cloud,
+        ])
+        .args(args)
+        .env("OS_CLIENT_CONFIG_FILE", state_dir().join("clouds.yaml"))
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "openstack {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A clouds.yaml with the stack's cloud `identity` as cloud `openstack`.
+pub fn clouds_yaml(identity: &str) -> String {
+    let entry = clouds()["clouds"][identity].clone();
+    serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
+}
+
 /// Runs a stack script, returning its standard output; panics with its error on failure.
 pub fn stack(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = std::process::Command::new("bash")

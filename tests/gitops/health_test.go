@@ -180,6 +180,7 @@ var reasonHealth = map[string]struct {
 	"CredentialsInvalid":  {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
 	"Forbidden":           {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
 	"MemberQuotaExceeded": {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
+	"ProjectNotFound":     {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
 	"Conflict":            {"Stalled", "Degraded", status.FailedStatus, status.FailedStatus},
 }
 
