@@ -257,11 +257,14 @@ pub fn object_plan(
     if additive && share.status.is_none() && share.spec.producer.is_some() {
         // Without a status the ledger is unknown: members this object added before and no
         // longer declares would be removed, but cannot be told from members added by hand.
+        // Declared: members by ID, and whatever the pass records (names, selected projects).
         let declared: Vec<&str> = share
             .spec
             .members
             .iter()
+            .filter(|m| m.domain.is_none())
             .map(|m| m.project.as_str())
+            .chain(plan.ledger.iter().map(|(_, project)| project.as_str()))
             .collect();
         let changed: Vec<&str> = plan
             .steps

@@ -6,13 +6,19 @@ openstack() { OS_CLIENT_CONFIG_FILE="$CLOUDS_PATH" "$VENV_DIR/bin/openstack" "$@
 
 payload="$STATE_DIR/demo-image.raw"
 head -c 1024 /dev/zero >"$payload"
-for name in demo-golden-ubuntu demo-golden-debian; do
+for name in demo-golden-ubuntu demo-golden-debian demo-gpu-driver; do
   if ! openstack --os-cloud producer image show "$name" >/dev/null 2>&1; then
-    openstack --os-cloud producer image create --shared --tag golden \
+    tag=golden && [[ "$name" == demo-gpu-driver ]] && tag=gpu
+    openstack --os-cloud producer image create --shared --tag "$tag" \
       --disk-format raw --container-format bare --file "$payload" "$name" >/dev/null ||
       die "creating image $name as the producer failed"
-    log "created image $name (visibility shared, tag golden) as the producer"
+    log "created image $name (visibility shared, tag $tag) as the producer"
   fi
+done
+# The projects examples/share-with-tagged-projects.yaml selects by their Keystone tag.
+for project in consumer-a consumer-c; do
+  openstack --os-cloud admin project set --tag gpu-tenants "$project" ||
+    die "tagging project $project failed"
 done
 
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -37,8 +43,12 @@ The stack and the operator keep running ('make down' stops them). Try:
       # drift: the operator puts it back to accepted on the next resync (1m)
   kubectl -n demo patch imageshare golden-ubuntu --type json -p '[{"op":"remove","path":"/spec/members/1"}]'
       # revocation: consumer-b loses the image (see status.ledger and the MemberRemoved Event)
+  openstack --os-cloud admin project set --tag gpu-tenants consumer-b   # (b is named too)
+  openstack --os-cloud admin project set --remove-tag gpu-tenants consumer-c
+      # selection: consumer-c leaves it and loses demo-gpu-driver at the next resync (1m);
+      # kubectl get imageshare -n demo gpu-driver -o jsonpath='{.status.projects}'
   kubectl delete namespace demo
       # golden-ubuntu (Delete) takes its members with it, all-golden (Orphan) leaves its own;
-      # the producer Secret waits for the cleanup (finalizer imageshare.dev/credentials-in-use-<uid>)
+      # the producer Secret waits for the cleanup (finalizer imageshare.dev/credentials-in-use)
   Operator log: $LOG_DIR/operator.log   metrics: curl http://127.0.0.1:$OPERATOR_PORT/metrics
 EOF

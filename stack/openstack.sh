@@ -204,6 +204,13 @@ for iface in ("public", "internal", "admin"):
 for name in ["producer"] + env["CONSUMERS"].split():
     pid = project_with_user(name, name, "member")
     print(f"{name.upper().replace('-', '_')}_PROJECT_ID={pid}")
+
+# A domain reader: may list the projects of domain Default (spec.projectReader), nothing else.
+if "reader" not in roles:
+    roles["reader"] = api("POST", "/roles", {"role": {"name": "reader"}})["role"]["id"]
+uid = api("POST", "/users", {"user": {"name": "project-reader", "domain_id": "default",
+          "password": env["USER_PASSWORD"]}})["user"]["id"]
+api("PUT", f"/domains/default/users/{uid}/roles/{roles['reader']}")
 EOF
 }
 
@@ -216,6 +223,9 @@ _os_write_clouds() {
     for name in producer "${OS_CONSUMERS[@]}"; do
       _os_cloud "$name" "$name" "$USER_PASSWORD"
     done
+    # Scoped to the domain, not to a project (no project_name): a domain reader.
+    _os_cloud project-reader "" "$USER_PASSWORD" | sed -e '/project_name: $/d' \
+      -e 's/project_domain_name: Default/domain_name: Default/'
   } >"$CLOUDS_PATH"
 }
 

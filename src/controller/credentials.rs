@@ -160,12 +160,12 @@ impl<'a> Sessions<'a> {
 
     /// Puts the deletion guard on Secret `name` (read in this pass) unless it is there, or
     /// the Secret is already being deleted (no finalizer can be added then).
-    pub async fn guard(&self, name: &str) -> Result<(), kube::Error> {
+    pub async fn guard(&self, name: &str, own: &guard::OwnWrites) -> Result<(), kube::Error> {
         match (&self.source, self.metadata.get(name)) {
             (Source::Cluster(secrets), Some(meta))
                 if !guard::is_guarded(meta) && meta.deletion_timestamp.is_none() =>
             {
-                guard::set(secrets, name, true).await
+                guard::set(secrets, name, true, own).await
             }
             _ => Ok(()),
         }

@@ -9,7 +9,7 @@
 //! together never wait for each other: the Secret is released when the last one is gone.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -38,6 +38,30 @@ pub fn needs_guard(share: &ImageShare) -> Option<&str> {
     let producer = spec.producer.as_ref()?;
     (spec.deletion_policy == DeletionPolicy::Delete && !spec.suspend)
         .then_some(producer.credentials_ref.secret_name.as_str())
+}
+
+/// The resourceVersions of the Secret writes the guard made, so that their watch events
+/// trigger no pass (one Secret shared by N objects would otherwise make all N pass again).
+#[derive(Clone, Default)]
+pub struct OwnWrites(Arc<Mutex<HashSet<String>>>);
+
+impl OwnWrites {
+    /// At most this many are remembered (a write whose event never came is forgotten).
+    const MAX: usize = 10_000;
+
+    fn record(&self, version: Option<String>) {
+        let mut versions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if versions.len() >= Self::MAX {
+            versions.clear();
+        }
+        versions.extend(version);
+    }
+
+    /// Whether this Secret version is one the guard wrote (forgotten once asked).
+    pub fn take(&self, version: Option<&str>) -> bool {
+        let mut versions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        version.is_some_and(|v| versions.remove(v))
+    }
 }
 
 /// Whether the Secret carries the guard.
@@ -86,8 +110,13 @@ pub fn changes(
 
 /// Puts the guard on (or takes it off) Secret `name` by server-side apply under
 /// [`MANAGER`]: other finalizers and fields are untouched, and no read-modify-write race
-/// exists. A Secret that is gone needs nothing.
-pub async fn set(secrets: &Api<Secret>, name: &str, guard: bool) -> Result<(), kube::Error> {
+/// exists. A Secret that is gone needs nothing. The version written is recorded in `own`.
+pub async fn set(
+    secrets: &Api<Secret>,
+    name: &str,
+    guard: bool,
+    own: &OwnWrites,
+) -> Result<(), kube::Error> {
     let finalizers: &[&str] = if guard { &[FINALIZER] } else { &[] };
     let patch = serde_json::json!({
         "apiVersion": "v1",
@@ -99,7 +128,11 @@ pub async fn set(secrets: &Api<Secret>, name: &str, guard: bool) -> Result<(), k
         .await
     {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        result => result.map(drop),
+        Err(e) => Err(e),
+        Ok(written) => {
+            own.record(written.metadata.resource_version);
+            Ok(())
+        }
     }
 }
 
@@ -111,6 +144,7 @@ pub async fn keep(
     shares: Store<ImageShare>,
     secrets: Store<PartialObjectMeta<Secret>>,
     wake: Arc<Notify>,
+    own: OwnWrites,
 ) {
     super::filled(&shares).await;
     super::filled(&secrets).await;
@@ -119,7 +153,7 @@ pub async fn keep(
         for change in changes(&shares.state(), &secrets.state()) {
             let api = Api::namespaced(client.clone(), &change.namespace);
             let (namespace, secret) = (&change.namespace, &change.name);
-            match set(&api, secret, change.guard).await {
+            match set(&api, secret, change.guard, &own).await {
                 Ok(()) if change.guard => info!(%namespace, %secret, "deletion guard set"),
                 Ok(()) => {
                     info!(%namespace, %secret, "deletion guard released: no ImageShare needs the secret")
@@ -167,6 +201,17 @@ mod tests {
             name: name.into(),
             guard,
         }
+    }
+
+    #[test]
+    fn a_version_the_guard_wrote_is_recognised_once() {
+        let own = OwnWrites::default();
+        own.record(Some("42".into()));
+        own.record(None);
+        assert!(!own.take(Some("41")));
+        assert!(own.take(Some("42")));
+        assert!(!own.take(Some("42")), "forgotten once seen");
+        assert!(!own.take(None));
     }
 
     #[test]

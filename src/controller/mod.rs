@@ -173,6 +173,8 @@ pub struct Context {
     pub store: Store<ImageShare>,
     /// When this operator started (cleanup retries count from here at the earliest).
     pub started: k8s_openapi::jiff::Timestamp,
+    /// Secret versions the deletion guard wrote (their events trigger no pass).
+    pub guard_writes: guard::OwnWrites,
 }
 
 /// Options of the controller loop.
@@ -231,6 +233,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         default_resync: options.default_resync,
         store,
         started: k8s_openapi::jiff::Timestamp::now(),
+        guard_writes: guard::OwnWrites::default(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data
@@ -243,7 +246,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         ctx.store.clone(),
         secret_store,
         wake.clone(),
+        ctx.guard_writes.clone(),
     );
+    let own = ctx.guard_writes.clone();
     let secret_changes = watcher(secrets, watcher::Config::default())
         .default_backoff()
         .reflect(secret_writer)
@@ -254,7 +259,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         .watches_stream(secret_changes, move |secret| {
             let ns = secret.namespace();
             let name = secret.name_any();
-            let ours = last_change_is_a_guard(&secret.metadata);
+            // Ours: a version the guard wrote, or (its event came before the write's
+            // answer) the guard's managed-fields entry is the newest.
+            let version = secret.metadata.resource_version.as_deref();
+            let ours = own.take(version) || last_change_is_a_guard(&secret.metadata);
             mapper_store
                 .state()
                 .into_iter()
@@ -340,6 +348,7 @@ fn references_secret(share: &ImageShare, name: &str) -> bool {
     let spec = &share.spec;
     spec.producer
         .iter()
+        .chain(&spec.project_reader)
         .chain(spec.members.iter().filter_map(|m| m.consumer.as_ref()))
         .any(|c| c.credentials_ref.secret_name == name)
 }
@@ -484,5 +493,10 @@ mod tests {
             .spec
             .member_with_consumer("a", crate::api::MemberStatus::Accepted, "team-a");
         assert!(references_secret(&s, "team-a"));
+        s.spec.project_reader = s.spec.producer.clone().map(|mut p| {
+            p.credentials_ref.secret_name = "reader".into();
+            p
+        });
+        assert!(references_secret(&s, "reader"));
     }
 }

@@ -82,7 +82,7 @@ pub async fn sync(
         return Ok(Action::requeue(left));
     }
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
-    guard(share, &mut sessions).await;
+    guard(share, &mut sessions, &ctx.guard_writes).await;
     // The pass works on the members the spec stands for once names and the project
     // selector are resolved; the status it writes keeps the spec as written.
     let (effective, pass) = match projects::resolve(share, &mut sessions).await {
@@ -230,13 +230,13 @@ async fn contests(
 /// this object needs, before any member is added (the guard keeper would too, a moment
 /// later). Runs on every pass, also when the rest of the pass fails; a failure is logged and
 /// retried by the keeper.
-async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>) {
+async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>, own: &guard::OwnWrites) {
     let (Some(name), Some(producer)) = (guard::needs_guard(share), &share.spec.producer) else {
         return;
     };
     // Reads the Secret (the pass needs it anyway; a broken one still gets the guard).
     let _ = sessions.get(&producer.credentials_ref).await;
-    if let Err(e) = sessions.guard(name).await {
+    if let Err(e) = sessions.guard(name, own).await {
         warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
     }
 }

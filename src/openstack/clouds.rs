@@ -90,7 +90,8 @@ pub enum User {
     },
 }
 
-/// A Keystone project, by ID or by name within a domain.
+/// What a password token is scoped to: a Keystone project, by ID or by name within a
+/// domain, or (no project given, a domain given) a whole domain.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Project {
     /// Project ID (the Glance member ID).
@@ -102,6 +103,9 @@ pub enum Project {
         /// The project's domain.
         domain: Domain,
     },
+    /// No project: the token is scoped to this domain. Such a credential may list the
+    /// domain's projects (a domain reader: spec.projectReader) but cannot act on images.
+    Domain(Domain),
 }
 
 /// How to authenticate to Keystone v3.
@@ -311,6 +315,7 @@ impl CloudConfig {
             Auth::Password { user, project, .. } => {
                 let project = match project {
                     Project::Id(id) => format!("project id {id}"),
+                    Project::Domain(domain) => format!("scoped to {}", describe_domain(domain)),
                     Project::Name { name, domain } => {
                         format!("project {name} in {}", describe_domain(domain))
                     }
@@ -478,7 +483,15 @@ impl<'a> Fields<'a> {
                 name,
                 domain: self.domain("project", "auth.project_name")?,
             },
-            (None, None) => return Err(self.missing("auth.project_id or auth.project_name")),
+            (None, None) => match (self.auth_str("domain_id")?, self.auth_str("domain_name")?) {
+                (Some(id), _) => Project::Domain(Domain::Id(id)),
+                (None, Some(name)) => Project::Domain(Domain::Name(name)),
+                (None, None) => {
+                    return Err(self.missing(
+                        "auth.project_id or auth.project_name (or, for a domain reader, auth.domain_id or auth.domain_name)",
+                    ));
+                }
+            },
         };
         Ok(Auth::Password {
             user,
@@ -852,7 +865,30 @@ clouds:
                 .expect_err("unscoped");
         assert_eq!(
             err.to_string(),
-            "cloud openstack: auth.project_id or auth.project_name is missing"
+            "cloud openstack: auth.project_id or auth.project_name (or, for a domain reader, \
+             auth.domain_id or auth.domain_name) is missing"
+        );
+    }
+
+    #[test]
+    fn a_domain_without_a_project_scopes_the_token_to_the_domain() {
+        let cfg = parse(
+            "clouds: {openstack: {auth: {auth_url: 'http://k', username: r, password: p, user_domain_name: Default, domain_name: Corp}}}",
+        )
+        .expect("domain scope");
+        let Auth::Password { project, .. } = &cfg.auth else {
+            panic!("password auth expected: {:?}", cfg.auth);
+        };
+        assert_eq!(project, &Project::Domain(Domain::Name("Corp".into())));
+        assert!(
+            cfg.describe().ends_with("scoped to domain Corp)"),
+            "{}",
+            cfg.describe()
+        );
+        let body = crate::openstack::keystone::auth_body(&cfg.auth);
+        assert_eq!(
+            body["auth"]["scope"],
+            serde_json::json!({"domain": {"name": "Corp"}})
         );
     }
 

@@ -328,6 +328,9 @@ impl Session {
         let mut retried = false;
         loop {
             let token = self.token().await?;
+            if !matches!(target, Target::Identity(..)) {
+                self.project_scoped(&token)?;
+            }
             let url = match &target {
                 Target::Path(segments, pairs) | Target::Identity(segments, pairs) => {
                     let base = match target {

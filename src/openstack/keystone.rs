@@ -45,6 +45,8 @@ pub struct Token {
     value: Secret,
     project_id: String,
     image_endpoint: String,
+    /// For a domain-scoped token: the domain's ID and name (and no project or endpoint).
+    domain: Option<(String, String)>,
     lifetime: Duration,
     obtained: Instant,
 }
@@ -174,13 +176,16 @@ pub fn auth_body(auth: &Auth) -> Value {
             if let Some(map) = user.as_object_mut() {
                 map.insert("password".into(), password.expose().into());
             }
-            let project = match project {
-                Project::Id(id) => json!({ "id": id }),
-                Project::Name { name, domain: d } => json!({ "name": name, "domain": domain(d) }),
+            let scope = match project {
+                Project::Id(id) => json!({ "project": { "id": id } }),
+                Project::Name { name, domain: d } => {
+                    json!({ "project": { "name": name, "domain": domain(d) } })
+                }
+                Project::Domain(d) => json!({ "domain": domain(d) }),
             };
             json!({ "auth": {
                 "identity": { "methods": ["password"], "password": { "user": user } },
-                "scope": { "project": project },
+                "scope": scope,
             }})
         }
         Auth::ApplicationCredentialId { id, secret } => json!({ "auth": { "identity": {
@@ -213,12 +218,21 @@ struct TokenBody {
     #[serde(default)]
     project: Option<ProjectRef>,
     #[serde(default)]
+    domain: Option<DomainRef>,
+    #[serde(default)]
     catalog: Option<Vec<CatalogService>>,
 }
 
 #[derive(Deserialize)]
 struct ProjectRef {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct DomainRef {
+    id: String,
+    #[serde(default)]
+    name: String,
 }
 
 /// Builds a [`Token`] from a successful `POST /v3/auth/tokens` answer. `obtained` is when
@@ -237,6 +251,19 @@ pub fn parse_token(
     let parsed: TokenResponse =
         serde_json::from_str(body).map_err(|e| Error::unexpected(&what, e))?;
     let token = parsed.token;
+    let (expires_at, issued_at) = (token.expires_at.clone(), token.issued_at.clone());
+    let lifetime = || lifetime(&expires_at, issued_at.as_deref(), &what);
+    if let (None, Some(domain)) = (&token.project, &token.domain) {
+        // A domain reader's token: it lists projects, it never reaches Glance.
+        return Ok(Token {
+            value: Secret::new(value),
+            project_id: String::new(),
+            image_endpoint: String::new(),
+            domain: Some((domain.id.clone(), domain.name.clone())),
+            lifetime: lifetime()?,
+            obtained,
+        });
+    }
     let project_id = token.project.map(|p| p.id).ok_or_else(|| {
         Error::config(format!(
             "{what}: the token is not scoped to a project; glance needs a project-scoped token"
@@ -260,25 +287,28 @@ pub fn parse_token(
             ))
         })?
         .to_owned();
-    let expires: jiff::Timestamp = token
-        .expires_at
+    Ok(Token {
+        value: Secret::new(value),
+        project_id,
+        image_endpoint,
+        domain: None,
+        lifetime: lifetime()?,
+        obtained,
+    })
+}
+
+/// How long the token lives, from its issued_at (now when absent) to its expires_at.
+fn lifetime(expires_at: &str, issued_at: Option<&str>, what: &str) -> Result<Duration, Error> {
+    let expires: jiff::Timestamp = expires_at
         .parse()
-        .map_err(|e| Error::unexpected(&what, format!("expires_at: {e}")))?;
-    let issued = token
-        .issued_at
-        .as_deref()
+        .map_err(|e| Error::unexpected(what, format!("expires_at: {e}")))?;
+    let issued = issued_at
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         .unwrap_or_else(jiff::Timestamp::now);
     let millis = expires
         .as_millisecond()
         .saturating_sub(issued.as_millisecond());
-    Ok(Token {
-        value: Secret::new(value),
-        project_id,
-        image_endpoint,
-        lifetime: Duration::from_millis(u64::try_from(millis).unwrap_or(0)),
-        obtained,
-    })
+    Ok(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
 }
 
 /// Token state of a session, behind one async mutex so one caller authenticates and the
@@ -376,7 +406,21 @@ impl Session {
 
     /// The project ID the credential is scoped to (authenticates if needed).
     pub async fn project_id(&self) -> Result<String, Error> {
-        Ok(self.token().await?.project_id().to_owned())
+        let token = self.token().await?;
+        self.project_scoped(&token)?;
+        Ok(token.project_id().to_owned())
+    }
+
+    /// Refuses a domain-scoped token where a project is needed (images, members).
+    pub(super) fn project_scoped(&self, token: &Token) -> Result<(), Error> {
+        match &token.domain {
+            Some((_, name)) => Err(Error::config(format!(
+                "cloud {} is scoped to domain {name}: such a credential can list projects \
+                 (spec.projectReader) but not act on images; scope it to a project",
+                self.config.cloud_name
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Drops the cached token only if it is still `stale` (so concurrent 401s on the same
@@ -531,6 +575,12 @@ impl Session {
     /// only admins and system readers may do), else read as an ID (`GET /v3/domains/{id}`,
     /// which a domain reader may do for its own domain). None when neither finds it.
     pub async fn domain_id(&self, name_or_id: &str) -> Result<Option<String>, Error> {
+        let token = self.token().await?;
+        if let Some((id, name)) = &token.domain
+            && (name_or_id == id || name_or_id == name)
+        {
+            return Ok(Some(id.clone()));
+        }
         let what = format!("find domain {name_or_id}");
         let by_name = Target::Identity(&["domains"], vec![("name", name_or_id.to_string())]);
         match self
@@ -697,6 +747,23 @@ mod tests {
             r#"{{"token": {{"expires_at": "2026-11-23T13:06:06.000000Z", "issued_at": "2026-11-23T12:06:06.000000Z",
                 "project": {{"id": "p-123", "name": "golden"}}, "catalog": {catalog}}}}}"#
         )
+    }
+
+    #[test]
+    fn a_domain_scoped_token_lists_projects_but_is_refused_for_images() {
+        let header = HeaderValue::from_static("gAAAA-token");
+        let body = r#"{"token": {"expires_at": "2026-11-23T13:06:06.000000Z",
+            "issued_at": "2026-11-23T12:06:06.000000Z",
+            "domain": {"id": "d-1", "name": "Corp"}, "catalog": []}}"#;
+        let token = parse_token(Some(&header), body, &config(""), Instant::now())
+            .expect("a domain token parses without project or image endpoint");
+        assert_eq!(token.domain, Some(("d-1".into(), "Corp".into())));
+        let session = Session::new(config(""), 1);
+        let refused = session.project_scoped(&token).expect_err("no project");
+        assert!(
+            refused.to_string().contains("scoped to domain Corp"),
+            "{refused}"
+        );
     }
 
     #[test]

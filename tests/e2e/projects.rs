@@ -20,7 +20,9 @@ fn resolved(share: &ImageShare) -> Vec<(String, String, bool)> {
 #[tokio::test]
 async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
     let t = TestNs::new("selector").await;
-    t.put_secret("reader-cloud", &clouds_yaml("admin")).await;
+    // A domain reader (domain-scoped token, role reader on Default): the least privilege.
+    t.put_secret("reader-cloud", &clouds_yaml("project-reader"))
+        .await;
     let producer = Os::login("producer").await;
     let image = producer
         .create_image(&unique("select"), "shared", &[])
@@ -92,7 +94,9 @@ async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
 #[tokio::test]
 async fn a_project_given_by_name_is_shared_and_an_unknown_name_changes_nothing() {
     let t = TestNs::new("by-name").await;
-    t.put_secret("reader-cloud", &clouds_yaml("admin")).await;
+    // A domain reader (domain-scoped token, role reader on Default): the least privilege.
+    t.put_secret("reader-cloud", &clouds_yaml("project-reader"))
+        .await;
     let producer = Os::login("producer").await;
     let image = producer
         .create_image(&unique("byname"), "shared", &[])
