@@ -31,12 +31,21 @@ pub struct Claims {
     pub status: BTreeMap<Pair, String>,
     /// Pairs a trusted object declares: never removed by this one.
     pub protected: BTreeSet<Pair>,
-    /// Projects of producer objects not processed for their current generation: removals
-    /// of them wait.
-    pub waiting: BTreeSet<String>,
+    /// Members of producer objects not processed for their current generation, as (image,
+    /// project): removals of them wait. The image is known when the object names it by ID;
+    /// otherwise (None) it may be any image.
+    pub waiting: BTreeSet<(Option<String>, String)>,
 }
 
 impl Claims {
+    /// Whether removing `pair` must wait for an object that may declare it.
+    pub fn waits_for(&self, (image, project): &Pair) -> bool {
+        self.waiting.contains(&(None, project.clone()))
+            || self
+                .waiting
+                .contains(&(Some(image.clone()), project.clone()))
+    }
+
     /// The object that owns some aspect of `pair`, if any (for Conflict reports).
     pub fn owner(&self, pair: &Pair) -> Option<&String> {
         self.add.get(pair).or_else(|| self.status.get(pair))
@@ -73,9 +82,19 @@ pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
         let processed = status.is_some_and(|s| s.observed_generation == other.metadata.generation);
         let theirs_all = super::projects::declared(other);
         if producer && !processed {
-            claims
-                .waiting
-                .extend(theirs_all.iter().map(|m| m.project.clone()));
+            // An image given by ID (as Glance writes it) is the only one it can resolve to.
+            let image = other
+                .spec
+                .image
+                .id
+                .as_ref()
+                .filter(|id| id.len() == 36)
+                .map(|id| id.to_ascii_lowercase());
+            claims.waiting.extend(
+                theirs_all
+                    .iter()
+                    .map(|m| (image.clone(), m.project.clone())),
+            );
         }
         // A suspended object changes nothing, so it owns no aspect (it still protects).
         let earlier = order(other) < mine && !other.spec.suspend;
@@ -147,6 +166,19 @@ mod tests {
             k8s_openapi::jiff::Timestamp::from_second(created).unwrap_or_default(),
         ));
         s
+    }
+
+    #[test]
+    fn an_unprocessed_object_naming_its_image_by_id_holds_back_removals_on_that_image_only() {
+        let id = "1C779BEC-127F-47EB-8356-140D685991DD";
+        let mut spec = fixtures::spec().member("p", None);
+        spec.image.id = Some(id.into());
+        let unprocessed = Arc::new(object("other", 100, spec));
+        let mine = object("mine", 200, fixtures::spec());
+        let c = claims(&mine, &[unprocessed]);
+        let pair = |image: &str| (image.to_string(), "p".to_string());
+        assert!(c.waits_for(&pair(&id.to_ascii_lowercase())));
+        assert!(!c.waits_for(&pair("another-image")));
     }
 
     fn other(o: Other) -> ImageShare {
@@ -332,7 +364,8 @@ mod tests {
                 status,
                 "{case}: status owned"
             );
-            assert_eq!(c.waiting.contains("p"), waiting, "{case}: waiting");
+            let any_image = |i: &str| c.waits_for(&(i.to_string(), "p".to_string()));
+            assert_eq!(any_image("img"), waiting, "{case}: waiting");
         }
     }
 

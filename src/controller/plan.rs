@@ -243,7 +243,7 @@ pub fn plan(
         if claims.protected.contains(pair) {
             // Another trusted object declares it: it is that object's to remove.
             next.remove(pair);
-        } else if claims.waiting.contains(&pair.1) {
+        } else if claims.waits_for(pair) {
             waiting += 1;
         } else if let Some(image) = observed.get(pair.0.as_str()) {
             // On an image that is not shared Glance hides the members (and keeps them): the
@@ -300,13 +300,10 @@ pub fn plan(
 /// done), so an image that is gone or fails does not hold back the others. Removals of
 /// projects an unprocessed producer object declares wait (`deferred`).
 pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
-    let waiting = ledger
-        .iter()
-        .filter(|(_, p)| claims.waiting.contains(p))
-        .count();
+    let waiting = ledger.iter().filter(|pair| claims.waits_for(pair)).count();
     let steps = ledger
         .iter()
-        .filter(|pair| !claims.protected.contains(*pair) && !claims.waiting.contains(&pair.1))
+        .filter(|pair| !claims.protected.contains(*pair) && !claims.waits_for(pair))
         .map(|(image, project)| Step::Remove {
             image: image.clone(),
             project: project.clone(),
@@ -522,7 +519,7 @@ mod tests {
     fn removals_wait_for_a_producer_imageshare_not_processed_yet() {
         let spec = spec().member("a", None).exclusive();
         let claims = Claims {
-            waiting: BTreeSet::from(["x".to_string()]),
+            waiting: BTreeSet::from([(None, "x".to_string())]),
             ..Claims::default()
         };
         let plan = with(
@@ -703,7 +700,7 @@ mod tests {
     #[test]
     fn cleanup_waits_for_a_producer_imageshare_not_processed_yet() {
         let claims = Claims {
-            waiting: BTreeSet::from(["b".to_string()]),
+            waiting: BTreeSet::from([(Some("i1".to_string()), "b".to_string())]),
             ..Claims::default()
         };
         let plan = cleanup_plan(&ledger(&[("i1", "a"), ("i1", "b")]), &claims);
