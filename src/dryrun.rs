@@ -11,12 +11,10 @@ use anyhow::Context as _;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::api::{ImageShare, Membership, Reason};
-use crate::controller::Failure;
+use crate::api::{ImageShare, Membership, Reason, ResolvedProject};
 use crate::controller::credentials::Sessions;
-use crate::controller::observe::Observed;
-use crate::controller::overlap::Claims;
 use crate::controller::plan::{Identity, Plan, Step};
+use crate::controller::{Failure, Preview};
 
 /// Exit code when nothing would change.
 pub const NO_CHANGES: u8 = 0;
@@ -78,6 +76,8 @@ pub struct ObjectPlan {
     pub source: String,
     /// Suspended: a pass changes nothing; `changes` is what it would do once resumed.
     pub suspended: bool,
+    /// The projects names and the project selector resolve to.
+    pub projects: Vec<ResolvedProject>,
     /// The images the spec resolves to, with their members now.
     pub images: Vec<ImageSeen>,
     /// The Glance writes a pass would make, in order.
@@ -193,7 +193,7 @@ pub async fn credential_problems(sessions: &mut Sessions<'_>, plan: &Plan) -> Ve
 pub fn object_plan(
     share: &ImageShare,
     source: &str,
-    preview: Result<(Observed, Claims, Plan), Failure>,
+    preview: Result<Preview, Failure>,
 ) -> ObjectPlan {
     let mut object = ObjectPlan {
         namespace: share.namespace().unwrap_or_default(),
@@ -202,7 +202,12 @@ pub fn object_plan(
         suspended: share.spec.suspend,
         ..ObjectPlan::default()
     };
-    let (observed, claims, plan) = match preview {
+    let Preview {
+        projects,
+        observed,
+        claims,
+        plan,
+    } = match preview {
         Ok(found) => found,
         Err(failure) => {
             object.stopped = Some(Problem::from(&failure));
@@ -220,6 +225,7 @@ pub fn object_plan(
         })
         .collect();
     object.changes = plan.steps.iter().map(change).collect();
+    object.projects = projects;
     object
         .problems
         .extend(observed.missing.as_ref().map(Problem::from));
@@ -314,6 +320,14 @@ pub fn render_text(report: &Report) -> String {
                 stopped.reason, stopped.message
             );
             continue;
+        }
+        for p in &object.projects {
+            let how = if p.selected { "selected" } else { "named" };
+            let _ = writeln!(
+                out,
+                "  project {} ({how}, domain {}): {}",
+                p.name, p.domain, p.id
+            );
         }
         for image in &object.images {
             let _ = writeln!(
@@ -424,6 +438,8 @@ mod tests {
     use super::*;
     use crate::api::MemberStatus;
     use crate::controller::fixtures::{self, SpecExt};
+    use crate::controller::observe::Observed;
+    use crate::controller::overlap::Claims;
     use crate::controller::plan::{self, History};
 
     /// What a pass would do for `spec` against image `img` with `present` members, from an
@@ -448,7 +464,13 @@ mod tests {
             &claims,
             &History::default(),
         );
-        object_plan(&share, "share.yaml", Ok((observed, claims, plan)))
+        let preview = Preview {
+            projects: Vec::new(),
+            observed,
+            claims,
+            plan,
+        };
+        object_plan(&share, "share.yaml", Ok(preview))
     }
 
     #[test]
@@ -467,6 +489,24 @@ mod tests {
         assert!(text.contains("would add project a to image img"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["objects"][0]["changes"][0]["as"], "producer");
+    }
+
+    #[test]
+    fn resolved_projects_are_shown_with_their_ids() {
+        let mut object = planned(fixtures::spec().member("id-a", None), &[]);
+        object.projects.push(ResolvedProject {
+            id: "id-a".into(),
+            name: "team-a".into(),
+            domain: "Default".into(),
+            selected: true,
+        });
+        let mut report = Report::default();
+        report.push(object);
+        let text = render_text(&report);
+        assert!(
+            text.contains("project team-a (selected, domain Default): id-a"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -224,7 +224,7 @@ async fn plan_one(
 ) -> dryrun::ObjectPlan {
     let preview = controller::preview(sessions, share, all).await;
     let problems = match &preview {
-        Ok((_, _, plan)) => dryrun::credential_problems(sessions, plan).await,
+        Ok(preview) => dryrun::credential_problems(sessions, &preview.plan).await,
         Err(_) => Vec::new(),
     };
     let mut object = dryrun::object_plan(share, source, preview);

@@ -49,7 +49,7 @@ use crate::openstack::{self, Clouds};
 use backoff::Backoff;
 
 pub use backoff::parse_duration;
-pub use pass::preview;
+pub use pass::{Preview, preview};
 
 /// Finalizer that lets the operator remove members before the object goes away.
 pub const FINALIZER: &str = "imageshare.dev/cleanup";

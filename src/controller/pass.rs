@@ -334,14 +334,27 @@ fn resync_period(share: &ImageShare, ctx: &Context) -> Duration {
         .clamp(Duration::from_secs(30), Duration::from_secs(24 * 3600))
 }
 
-/// A dry run of one pass (the `plan` command): resolves the image(s), reads the members and
-/// returns what a pass would observe and do, given all ImageShares (for overlaps). Changes
-/// nothing; `Err` is the failure that would stop the pass.
+/// What a pass would see and do (the `plan` command).
+#[derive(Debug, Default)]
+pub struct Preview {
+    /// The projects resolved through Keystone (names, the project selector).
+    pub projects: Vec<ResolvedProject>,
+    /// What Glance shows.
+    pub observed: Observed,
+    /// What other ImageShares claim.
+    pub claims: overlap::Claims,
+    /// The steps a pass would take.
+    pub plan: Plan,
+}
+
+/// A dry run of one pass (the `plan` command): resolves the projects and image(s), reads
+/// the members and returns what a pass would observe and do, given all ImageShares (for
+/// overlaps). Changes nothing; `Err` is the failure that would stop the pass.
 pub async fn preview(
     sessions: &mut Sessions<'_>,
     share: &ImageShare,
     all: &[std::sync::Arc<ImageShare>],
-) -> Result<(Observed, overlap::Claims, Plan), Failure> {
+) -> Result<Preview, Failure> {
     let resolved = projects::resolve(share, sessions).await?;
     let share = &projects::with_effective_members(share, &resolved);
     let observed = observe::observe(share, sessions).await?;
@@ -355,7 +368,12 @@ pub async fn preview(
         ..Default::default()
     };
     let plan = plan::plan(&share.spec, images, &ledger, &claims, &history);
-    Ok((observed, claims, plan))
+    Ok(Preview {
+        projects: resolved,
+        observed,
+        claims,
+        plan,
+    })
 }
 
 #[cfg(test)]
