@@ -489,8 +489,8 @@ async fn steady(producer: &Os) {
         let mut entry = clouds()["clouds"][*identity].clone();
         entry["image_endpoint_override"] = json!(glance.url);
         entry["auth"]["auth_url"] = json!(format!("{}/v3", keystone.url));
-        let yaml = serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).unwrap();
-        t.put_secret(&format!("{identity}-cloud"), &yaml).await;
+        t.put_secret(&format!("{identity}-cloud"), &as_clouds_yaml(entry))
+            .await;
     }
     let members: Vec<_> = consumers
         .iter()

@@ -91,7 +91,7 @@ pub async fn sync(
             let pass = run(&effective, api, ctx, &mut sessions, resolved).await?;
             (effective, pass)
         }
-        Err(failure) => (share.clone(), Err(failure)),
+        Err(failure) => (std::borrow::Cow::Borrowed(share), Err(failure)),
     };
     let status = write_status(share, &effective.spec, api, ctx, pass.as_ref()).await?;
     if let Ok(report) = &pass {

@@ -6,6 +6,7 @@
 //! resolution that fails stops the pass before anything is planned: a Keystone fault or a
 //! renamed project never revokes access.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Failure;
@@ -166,11 +167,19 @@ pub fn declared(share: &ImageShare) -> Vec<MemberSpec> {
     effective(&share.spec, projects)
 }
 
-/// `share` as a pass works on it: its spec with [`effective`] members.
-pub fn with_effective_members(share: &ImageShare, projects: &[ResolvedProject]) -> ImageShare {
+/// `share` as a pass works on it: its spec with [`effective`] members (`share` itself,
+/// not a copy, when it names every project by ID).
+pub fn with_effective_members<'a>(
+    share: &'a ImageShare,
+    projects: &[ResolvedProject],
+) -> Cow<'a, ImageShare> {
+    let spec = &share.spec;
+    if spec.project_selector.is_none() && spec.members.iter().all(|m| m.domain.is_none()) {
+        return Cow::Borrowed(share);
+    }
     let mut effective_share = share.clone();
-    effective_share.spec.members = effective(&share.spec, projects);
-    effective_share
+    effective_share.spec.members = effective(spec, projects);
+    Cow::Owned(effective_share)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ fn resolved(share: &ImageShare) -> Vec<(String, String, bool)> {
 async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
     let t = TestNs::new("selector").await;
     // A domain reader (domain-scoped token, role reader on Default): the least privilege.
-    t.put_secret("reader-cloud", &clouds_yaml("project-reader"))
+    t.put_secret("reader-cloud", &clouds_yaml_for("project-reader", None))
         .await;
     let producer = Os::login("producer").await;
     let image = producer
@@ -95,7 +95,7 @@ async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
 async fn a_project_given_by_name_is_shared_and_an_unknown_name_changes_nothing() {
     let t = TestNs::new("by-name").await;
     // A domain reader (domain-scoped token, role reader on Default): the least privilege.
-    t.put_secret("reader-cloud", &clouds_yaml("project-reader"))
+    t.put_secret("reader-cloud", &clouds_yaml_for("project-reader", None))
         .await;
     let producer = Os::login("producer").await;
     let image = producer

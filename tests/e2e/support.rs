@@ -53,7 +53,7 @@ pub fn clouds_yaml_for(identity: &str, password: Option<&str>) -> String {
     if let Some(p) = password {
         entry["auth"]["password"] = json!(p);
     }
-    serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
+    as_clouds_yaml(entry)
 }
 
 /// clouds.yaml text holding only `identity`'s entry, named `openstack`, reaching Glance at
@@ -61,6 +61,11 @@ pub fn clouds_yaml_for(identity: &str, password: Option<&str>) -> String {
 pub fn clouds_yaml_via(identity: &str, glance: &str) -> String {
     let mut entry = clouds()["clouds"][identity].clone();
     entry["image_endpoint_override"] = json!(glance);
+    as_clouds_yaml(entry)
+}
+
+/// A clouds.yaml with `entry` as its cloud `openstack`.
+pub fn as_clouds_yaml(entry: Value) -> String {
     serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
 }
 
@@ -534,12 +539,6 @@ pub fn openstack(cloud: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A clouds.yaml with the stack's cloud `identity` as cloud `openstack`.
-pub fn clouds_yaml(identity: &str) -> String {
-    let entry = clouds()["clouds"][identity].clone();
-    serde_saphyr::to_string(&json!({"clouds": {"openstack": entry}})).expect("yaml")
 }
 
 /// Runs a stack script, returning its standard output; panics with its error on failure.
