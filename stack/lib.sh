@@ -13,12 +13,17 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KEYSTONE_VERSION="${KEYSTONE_VERSION:-30.0.0}"
 GLANCE_VERSION="${GLANCE_VERSION:-33.0.0}"
 OSC_VERSION="${OSC_VERSION:-10.5.0}"
-HELM_VERSION="${HELM_VERSION:-v3.22.0}"   # only for the packaging check (stack/deploy-check.sh)
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"   # packaging check (deploy-check.sh) and installs (e2e-pod.sh)
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"   # the node (node.sh)
+CNI_VERSION="${CNI_VERSION:-v1.10.0}"
+GGCR_VERSION="v0.22.1"   # go-containerregistry, pinned in stack/imagetool/go.mod
 
 # Cache outside git: built binaries, Go module/build caches, the Python virtualenv.
 CACHE_DIR="${IMAGESHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imageshare-stack}"
 BIN_DIR="$CACHE_DIR/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 HELM_BIN_DIR="$CACHE_DIR/bin/helm-$HELM_VERSION"
+NODE_BIN_DIR="$CACHE_DIR/bin/containerd-$CONTAINERD_VERSION"
+CNI_BIN_DIR="$CACHE_DIR/bin/cni-$CNI_VERSION"
 VENV_DIR="$CACHE_DIR/venv/keystone-$KEYSTONE_VERSION-glance-$GLANCE_VERSION"
 
 # Runtime state (data dirs, logs, pids, kubeconfig, clouds.yaml): inside the repo, ignored by git.
