@@ -3,24 +3,26 @@
 # containerd, containerd-shim-runc-v2 and ctr (github.com/containerd/containerd/v2), the CNI
 # plugins bridge, host-local and loopback (github.com/containernetworking/plugins), the
 # image tool (stack/imagetool, on github.com/google/go-containerregistry) and the pause
-# binary (stack/imagetool/pause). Installs runc from the Debian packages when it is missing.
+# binary (stack/imagetool/pause). Installs runc and iptables (one NAT rule for the pod
+# network) from the Debian packages when they are missing.
 # kubelet and kube-scheduler come from stack/build-kube.sh (the k8s.io/kubernetes wrapper).
 # A second run finds the binaries and returns at once.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ -x "$NODE_BIN_DIR/containerd" && -x "$NODE_BIN_DIR/containerd-shim-runc-v2" && -x "$NODE_BIN_DIR/ctr" &&
   -x "$CNI_BIN_DIR/bridge" && -x "$CNI_BIN_DIR/host-local" && -x "$CNI_BIN_DIR/loopback" &&
-  -x "$NODE_BIN_DIR/imagetool" && -x "$NODE_BIN_DIR/pause" ]] && command -v runc >/dev/null; then
+  -x "$NODE_BIN_DIR/imagetool" && -x "$NODE_BIN_DIR/pause" ]] && command -v runc >/dev/null && command -v iptables >/dev/null; then
   exit 0
 fi
 
 need go "install Go (https://go.dev/doc/install); it builds containerd and the CNI plugins"
-if ! command -v runc >/dev/null; then
-  log "installing runc from the Debian packages"
-  need apt-get "install runc (a Debian or Ubuntu machine has it in its packages)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc; } >/dev/null ||
-    die "apt-get install runc failed"
-fi
+for pkg in runc iptables; do
+  command -v "$pkg" >/dev/null && continue
+  log "installing $pkg from the Debian packages"
+  need apt-get "install $pkg (a Debian or Ubuntu machine has it in its packages)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg"; } >/dev/null ||
+    die "apt-get install $pkg failed"
+done
 
 mkdir -p "$NODE_BIN_DIR" "$CNI_BIN_DIR"
 BUILD_LOG="$CACHE_DIR/go/build-node-$CONTAINERD_VERSION-$CNI_VERSION.log"

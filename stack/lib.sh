@@ -41,6 +41,14 @@ KCM_PORT="${KCM_PORT:-20257}"   # kube-controller-manager's own HTTPS port (heal
 KEYSTONE_PORT="${KEYSTONE_PORT:-25000}"
 GLANCE_PORT="${GLANCE_PORT:-29292}"
 OPERATOR_PORT="${OPERATOR_PORT:-28080}"
+# The node (NODE=1, stack/node.sh): kubelet, kube-scheduler, and the pod network whose gateway
+# is the node's address.
+NODE="${NODE:-0}"
+KUBELET_PORT="${KUBELET_PORT:-20250}"
+KUBELET_HEALTHZ_PORT="${KUBELET_HEALTHZ_PORT:-20248}"
+SCHEDULER_PORT="${SCHEDULER_PORT:-20259}"
+POD_CIDR="${POD_CIDR:-10.213.0.0/24}"
+NODE_IP="${POD_CIDR%.*}.1"
 
 # Demo/test identities. Local-only throwaway passwords for a loopback test bed.
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-stack-admin-secret}"
