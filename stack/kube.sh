@@ -79,6 +79,7 @@ apiserver_start() {
     --service-account-signing-key-file "$KUBE_STATE/pki/sa.key" \
     --api-audiences "https://127.0.0.1:$KUBE_PORT" \
     --kubelet-client-certificate "$KUBE_STATE/pki/kubelet-client.crt" --kubelet-client-key "$KUBE_STATE/pki/kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
     --allow-privileged=false --profiling=false --enable-priority-and-fairness=false
   wait_for kube-apiserver 120 curl -sf --cacert "$KUBE_STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$KUBE_PORT/readyz"
@@ -90,12 +91,13 @@ apiserver_start() {
 # admin (no per-controller service accounts), serves a self-signed cert held in memory, and
 # its /healthz is open to anonymous callers by default, so no delegated-auth kubeconfigs.
 # For pods (NODE=1): "deployment" and "replicaset", "serviceaccount" (each namespace's default
-# ServiceAccount) and "root-ca-cert-publisher" (the kube-root-ca.crt ConfigMap that a pod's
-# service-account token volume mounts).
+# ServiceAccount), "root-ca-cert-publisher" (the kube-root-ca.crt ConfigMap that a pod's
+# service-account token volume mounts) and "nodelifecycle" (lifts the not-ready taint a node
+# registers with once it is Ready).
 kcm_start() {
   start_bg kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig "$KUBECONFIG_PATH" \
-    --controllers namespace,garbagecollector,deployment,replicaset,serviceaccount,root-ca-cert-publisher \
+    --controllers namespace,garbagecollector,deployment,replicaset,serviceaccount,root-ca-cert-publisher,nodelifecycle \
     --root-ca-file "$KUBE_STATE/pki/ca.crt" \
     --use-service-account-credentials=false \
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \

@@ -61,6 +61,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.image-verifier.v1
     sandbox = "$PAUSE_IMAGE"
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  # Lowering a process's oom_score_adj (the kubelet asks -998 for sandboxes) needs
+  # CAP_SYS_RESOURCE, which root in some VMs and containers lacks (runc then fails with
+  # "can't get final child's PID from pipe"): keep scores at or above containerd's own.
+  restrict_oom_score_adj = $( [[ "$(awk '/^CapEff/ {print $2}' /proc/self/status)" =~ ^[0-9a-f]+$ ]] && (( (16#$(awk '/^CapEff/ {print $2}' /proc/self/status) >> 24) & 1 )) && echo false || echo true)
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["$CNI_BIN_DIR"]
     conf_dir = "$NODE_STATE/cni/net.d"
