@@ -27,7 +27,9 @@ pod_debug() {
   {
     kubectl get pods -A -o wide
     kubectl get events -A --sort-by=.lastTimestamp | tail -30
-    kubectl logs -A -l app.kubernetes.io/name=imageshare --tail=30 --prefix
+    for ns in imageshare-system imageshare; do
+      kubectl -n "$ns" logs -l app.kubernetes.io/name=imageshare --tail=30 --prefix
+    done
     kubectl get imageshares -A
   } >&2 2>&1 || true
 }
@@ -75,12 +77,14 @@ demo_insync() {
   wait_insync
 }
 wait_insync() {
-  local deadline=$((SECONDS + 120)) out
+  local deadline=$((SECONDS + 120)) out row ok
   while ((SECONDS < deadline)); do
     out="$(kubectl -n demo get imageshares -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].reason}@{.status.observedGeneration}/{.metadata.generation}{" "}{end}')"
-    if [[ -n "$out" ]] && ! grep -qvE '^[a-z0-9-]+=InSync@([0-9]+)/\1$' <<<"${out// /$'\n'}"; then
-      return 0
-    fi
+    ok=1
+    for row in $out; do
+      [[ "$row" =~ ^[a-z0-9-]+=InSync@([0-9]+)/([0-9]+)$ && "${BASH_REMATCH[1]}" == "${BASH_REMATCH[2]}" ]] || ok=0
+    done
+    [[ -n "$out" ]] && ((ok)) && return 0
     sleep 1
   done
   fail "demo ImageShares not InSync for their generation within 120s: $out"
