@@ -392,3 +392,73 @@ async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("imageshare").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn plan_leaves_the_namespace_to_the_kubeconfig_and_lists_one_namespace() {
+        let Ok(Cli {
+            command: Command::Plan(args),
+        }) = parse(&["plan", "golden"])
+        else {
+            panic!("plan NAME does not parse");
+        };
+        assert_eq!(args.namespace, None);
+        assert!(!args.all_namespaces);
+        let Ok(Cli {
+            command: Command::Plan(args),
+        }) = parse(&["plan", "-A", "-n", "a", "golden"])
+        else {
+            panic!("plan -A -n NS NAME does not parse");
+        };
+        assert_eq!(args.namespace.as_deref(), Some("a"));
+        assert!(args.all_namespaces);
+        assert!(
+            parse(&["plan", "-A", "-f", "x.yaml"]).is_err(),
+            "-A is for the cluster only"
+        );
+    }
+
+    #[test]
+    fn kubeconfig_is_not_read_from_the_environment_as_one_path() {
+        // KUBECONFIG is a list (a:b); kube's loader reads it when --kubeconfig is not given.
+        let command = <Cli as clap::CommandFactory>::command();
+        for sub in ["operator", "plan"] {
+            let sub = command
+                .find_subcommand(sub)
+                .map(|c| c.get_arguments().collect::<Vec<_>>());
+            let kubeconfig = sub
+                .into_iter()
+                .flatten()
+                .find(|a| a.get_id() == "kubeconfig");
+            assert!(kubeconfig.is_some_and(|a| a.get_env().is_none()));
+        }
+    }
+
+    #[test]
+    fn version_and_completion_parse() {
+        assert!(matches!(
+            parse(&["version"]),
+            Ok(Cli {
+                command: Command::Version
+            })
+        ));
+        assert!(matches!(
+            parse(&["completion", "zsh"]),
+            Ok(Cli {
+                command: Command::Completion {
+                    shell: clap_complete::Shell::Zsh
+                }
+            })
+        ));
+        assert!(parse(&["completion", "cmd.exe"]).is_err());
+        assert!(LONG_VERSION.contains(COMMIT) && LONG_VERSION.starts_with(VERSION));
+    }
+}
