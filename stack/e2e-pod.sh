@@ -124,7 +124,7 @@ kc="$STATE_DIR/kubeconfig.d"
 mkdir -p "$kc"
 sed '/^contexts:/,$d' "$KUBECONFIG_PATH" >"$kc/credentials"
 printf 'apiVersion: v1\nkind: Config\ncontexts:\n- name: demo\n  context: {cluster: local, user: admin, namespace: demo}\ncurrent-context: demo\n' >"$kc/context"
-out="$(KUBECONFIG="$kc/credentials:$kc/context" "$REPO_DIR/target/release/imageshare" plan golden-ubuntu 2>&1)" ||
+out="$(KUBECONFIG="$kc/credentials:$kc/context" "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/imageshare" plan golden-ubuntu 2>&1)" ||
   fail "imageshare plan with KUBECONFIG=a:b and the context's namespace: exit $?: $out"
 step "imageshare plan with a KUBECONFIG list and the context's namespace: nothing to change"
 leader="$(wait_holder "$NS" imageshare-operator "")"

@@ -10,9 +10,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bash "$STACK_DIR/build-node.sh"   # the image tool
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
 IMAGE_REF="${IMAGE_REF:-ghcr.io/imageshare-dev/imageshare:v$VERSION}"
-OUT_DIR="$REPO_DIR/target/image"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
+OUT_DIR="$TARGET_DIR/image"
 OUT="$OUT_DIR/imageshare-v$VERSION.oci.tar"
-BINARY="$REPO_DIR/target/release/imageshare"
+BINARY="$TARGET_DIR/release/imageshare"
 mkdir -p "$OUT_DIR"
 
 (cd "$REPO_DIR" && cargo build --release --locked -q) || die "cargo build --release failed"

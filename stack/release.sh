@@ -30,7 +30,7 @@ rm -rf "$DIST"
 mkdir -p "$DIST/tmp/imageshare-v$VERSION-linux-$ARCH"
 
 stage="$DIST/tmp/imageshare-v$VERSION-linux-$ARCH"
-cp "$REPO_DIR/target/release/imageshare" "$REPO_DIR"/{LICENSE,README.md,CHANGELOG.md} "$stage/"
+cp "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/imageshare" "$REPO_DIR"/{LICENSE,README.md,CHANGELOG.md} "$stage/"
 tar -C "$DIST/tmp" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$(git -C "$REPO_DIR" log -1 --format=%ct)" \
   -czf "$DIST/imageshare-v$VERSION-linux-$ARCH.tar.gz" "imageshare-v$VERSION-linux-$ARCH"
 cp "$image" "$DIST/imageshare-v$VERSION.oci.tar"
