@@ -200,9 +200,13 @@ node_stop() {
   stop_pidfile kube-scheduler
   # Containers outlive containerd (their shims are separate processes): kill them first,
   # then containerd, then whatever a crash left mounted under the node's folder.
+  # Deleting a task makes runc drop its state and the shim exit (removing its socket).
   if [[ -S "$CONTAINERD_SOCK" ]]; then
     local task
-    for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s KILL "$task" >/dev/null 2>&1 || true; done
+    for task in $(ctr tasks ls -q 2>/dev/null); do
+      ctr tasks kill -s KILL "$task" >/dev/null 2>&1 || true
+      ctr tasks delete --force "$task" >/dev/null 2>&1 || true
+    done
   fi
   stop_pidfile containerd
   pkill -KILL -f -- "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
