@@ -135,14 +135,14 @@ for pod in $(kubectl -n "$NS" get pods -l app.kubernetes.io/name=imageshare -o n
 done
 demo_insync
 step "demo ImageShares InSync through the operator pod"
-# The CLI as a namespace user would run it: KUBECONFIG a list of two files (cluster and user
-# in one, the context with namespace demo in the other), no -n: plan finds the object in the
-# context's namespace and, InSync, has nothing to change (exit 0).
+# The CLI as a namespace user would run it: KUBECONFIG a list (a missing file, skipped as
+# kubectl does; cluster and user; the context with namespace demo), no -n: plan finds the
+# object in the context's namespace and, InSync, has nothing to change (exit 0).
 kc="$STATE_DIR/kubeconfig.d"
 mkdir -p "$kc"
 sed '/^contexts:/,$d' "$KUBECONFIG_PATH" >"$kc/credentials"
 printf 'apiVersion: v1\nkind: Config\ncontexts:\n- name: demo\n  context: {cluster: local, user: admin, namespace: demo}\ncurrent-context: demo\n' >"$kc/context"
-out="$(KUBECONFIG="$kc/credentials:$kc/context" "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/imageshare" plan golden-ubuntu 2>&1)" ||
+out="$(KUBECONFIG="$kc/missing:$kc/credentials:$kc/context" "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/imageshare" plan golden-ubuntu 2>&1)" ||
   fail "imageshare plan with KUBECONFIG=a:b and the context's namespace: exit $?: $out"
 step "imageshare plan with a KUBECONFIG list and the context's namespace: nothing to change"
 pair="$(failover "$NS" imageshare-operator)"
