@@ -123,4 +123,4 @@ stop_pidfile() {
   rm -f "$file"
 }
 
-mkdir -p "$CACHE_DIR"
+mkdir -p "$CACHE_DIR/go"   # build logs and Go caches live here
