@@ -11,7 +11,7 @@ use imageshare::controller::credentials::{LocalClouds, Sessions};
 use imageshare::controller::{self, Options, parse_duration};
 use imageshare::dryrun;
 use imageshare::http::{self, Readiness};
-use imageshare::leader::{LeaderOptions, Leadership};
+use imageshare::leader::{Fence, LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
 use imageshare::telemetry::{self, LogFormat};
 
@@ -286,6 +286,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         default_resync: args.resync_period,
         per_cloud_limit: args.per_cloud_limit,
         readiness,
+        fence: Fence::unfenced(),
     };
     let mut server = server;
     loop {
@@ -295,6 +296,13 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 () = shutdown_signal() => break,
             },
             None => None,
+        };
+        // This term's fence: every Glance and status write asks it first.
+        let options = Options {
+            fence: leadership
+                .as_ref()
+                .map_or_else(Fence::unfenced, Leadership::fence),
+            ..options.clone()
         };
         tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
         let lost = async {
@@ -310,7 +318,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 result.context("metrics server")?.context("metrics server")?;
                 false
             }
-            () = controller::run(client.clone(), options.clone(), metrics.clone()) => false,
+            () = controller::run(client.clone(), options, metrics.clone()) => false,
             () = lost => true,
         };
         if lost_it {

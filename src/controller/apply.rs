@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tracing::{Instrument, debug, debug_span};
+use tracing::{Instrument, debug, debug_span, warn};
 
 use super::credentials::Sessions;
 use super::plan::{Identity, Pair, Step};
 use super::{Failure, Reason};
 use crate::api::ImageShare;
+use crate::leader::Fence;
 use crate::openstack::{self, Session};
 
 /// What happened to one step of the plan.
@@ -35,11 +36,13 @@ type Planned = (usize, Step, Result<Arc<Session>, Failure>);
 /// Members worked on at once within one object.
 const MEMBER_CONCURRENCY: usize = 16;
 
-/// Runs `steps` and returns each with its outcome, in plan order.
+/// Runs `steps` and returns each with its outcome, in plan order. No call is sent once
+/// `fence` says this replica may no longer write: the step fails transiently instead.
 pub async fn apply(
     share: &ImageShare,
     sessions: &mut Sessions<'_>,
     steps: Vec<Step>,
+    fence: &Fence,
 ) -> Vec<(Step, Outcome)> {
     let producer = match &share.spec.producer {
         Some(p) => Some(sessions.get(&p.credentials_ref).await),
@@ -66,7 +69,7 @@ pub async fn apply(
             .push((index, step, session));
     }
     let mut results: Vec<(usize, Step, Outcome)> = futures::stream::iter(groups.into_values())
-        .map(run_group)
+        .map(|group| run_group(group, fence))
         .buffer_unordered(MEMBER_CONCURRENCY)
         .flat_map(futures::stream::iter)
         .collect()
@@ -77,16 +80,16 @@ pub async fn apply(
 
 /// Runs one member's steps in order, in a span naming the image and project; stops at the
 /// first failure.
-async fn run_group(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
+async fn run_group(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outcome)> {
     let Some((_, first, _)) = group.first() else {
         return Vec::new();
     };
     let (image_id, project) = first.pair();
     let span = debug_span!("member", %image_id, %project);
-    run_steps(group).instrument(span).await
+    run_steps(group, fence).instrument(span).await
 }
 
-async fn run_steps(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
+async fn run_steps(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outcome)> {
     let mut done = Vec::new();
     let mut failed = false;
     for (index, step, session) in group {
@@ -94,7 +97,7 @@ async fn run_steps(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
             continue;
         } else {
             match session {
-                Ok(session) => run_step(&session, &step).await,
+                Ok(session) => run_step(&session, &step, fence).await,
                 Err(failure) => Outcome::Failed(failure),
             }
         };
@@ -113,10 +116,19 @@ const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs one step, retrying transient faults (a 5xx from a busy Glance, a dropped
 /// connection) a few times with a short, growing, jittered pause.
-async fn run_step(session: &Session, step: &Step) -> Outcome {
+async fn run_step(session: &Session, step: &Step, fence: &Fence) -> Outcome {
     let mut attempt = 1;
     loop {
-        let outcome = try_step(session, step).await;
+        // Checked before the call, and the call is cut off when the fence closes while it
+        // waits for a request slot (so nothing is sent after the fence time).
+        let Some(left) = fence.left(std::time::Instant::now()) else {
+            warn!(step = %step, "not the leader any more: Glance write not sent");
+            return Outcome::Failed(Failure::transient("not the leader any more"));
+        };
+        let Ok(outcome) = tokio::time::timeout(left, try_step(session, step)).await else {
+            warn!(step = %step, "not the leader any more: Glance write cut off");
+            return Outcome::Failed(Failure::transient("not the leader any more"));
+        };
         let Outcome::Failed(failure) = &outcome else {
             return outcome;
         };

@@ -35,7 +35,7 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
     if removes && !ledger.is_empty() {
         let plan = cleanup_plan(&ledger, &overlap::claims(share, &all));
-        let outcomes = apply::apply(share, &mut sessions, plan.steps).await;
+        let outcomes = apply::apply(share, &mut sessions, plan.steps, &ctx.fence).await;
         events::steps(share, ctx, &outcomes).await;
         let failures: Vec<_> = outcomes
             .iter()

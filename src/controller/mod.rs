@@ -175,6 +175,8 @@ pub struct Context {
     pub started: k8s_openapi::jiff::Timestamp,
     /// Secret versions the deletion guard wrote (their events trigger no pass).
     pub guard_writes: guard::OwnWrites,
+    /// Whether this replica may still write to Glance and to status (leader election).
+    pub fence: crate::leader::Fence,
 }
 
 /// Options of the controller loop.
@@ -190,6 +192,9 @@ pub struct Options {
     pub per_cloud_limit: usize,
     /// Marked ready once the ImageShare cache is filled.
     pub readiness: crate::http::Readiness,
+    /// Whether this replica may still write ([`crate::leader::Fence::unfenced`] without
+    /// leader election).
+    pub fence: crate::leader::Fence,
 }
 
 /// Runs the controller until shutdown is requested (SIGTERM/ctrl-c).
@@ -234,6 +239,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         store,
         started: k8s_openapi::jiff::Timestamp::now(),
         guard_writes: guard::OwnWrites::default(),
+        fence: options.fence.clone(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data

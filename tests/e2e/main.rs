@@ -5,6 +5,7 @@
 
 mod fault_proxy;
 mod faults;
+mod guard;
 mod leader;
 mod limits;
 mod projects;
