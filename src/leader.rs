@@ -315,14 +315,15 @@ impl Leadership {
         info!(lease = %options.lease, namespace = %options.namespace, identity = %options.identity, "waiting for the leader lease");
         let mut observed: Option<Observed> = None;
         let started = loop {
-            let now = Instant::now();
+            // The term's renewal clock starts here, before the write can have landed.
+            let attempt_start = Instant::now();
             let attempt = tokio::time::timeout(
                 timing.attempt_timeout,
-                try_acquire(&api, options, &mut observed, now),
+                try_acquire(&api, options, &mut observed),
             )
             .await;
             match attempt {
-                Ok(Ok(true)) => break now,
+                Ok(Ok(true)) => break attempt_start,
                 Ok(Ok(false)) => {}
                 // Someone else wrote it first: read again.
                 Ok(Err(kube::Error::Api(e))) if e.code == 409 => {}
@@ -388,15 +389,17 @@ impl Leadership {
     }
 }
 
-/// One candidate attempt begun at `now`: reads the Lease, decides, and writes ourselves as
-/// holder when the decision says so. Returns whether this replica now holds it.
+/// One candidate attempt: reads the Lease, decides, and writes ourselves as holder when the
+/// decision says so. Returns whether this replica now holds it. A version is counted as seen
+/// when the answer came (not when the read began): a slow read must not make the record
+/// look older than it is.
 async fn try_acquire(
     api: &Api<Lease>,
     options: &LeaderOptions,
     observed: &mut Option<Observed>,
-    now: Instant,
 ) -> Result<bool, kube::Error> {
     let lease = api.get_opt(&options.lease).await?;
+    let now = Instant::now();
     let version = lease
         .as_ref()
         .and_then(|l| l.metadata.resource_version.clone())

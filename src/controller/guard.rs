@@ -4,12 +4,13 @@
 //! member. All objects share the finalizer, put on under one field manager ([`MANAGER`]):
 //! a pass puts it on before its first Glance write ([`set`]), and the keeper ([`keep`])
 //! sweeps the caches after every change (and every minute), putting it where it is missing
-//! and taking it off once no cached object needs the Secret ([`release`]). The finalizer is
-//! the operator's to remove whoever added it: a Secret copied with its metadata carries it
-//! under another field manager, so the release is a JSON patch on the list, not a
-//! server-side apply (which would only drop the operator's own claim on the entry). The decision ([`changes`]) is
-//! pure and looks at the cache as a whole, never at one deleted object, so objects deleted
-//! together never wait for each other: the Secret is released when the last one is gone.
+//! and taking it off once no cached object needs the Secret ([`release`]). The decision
+//! ([`changes`]) is pure and looks at the cache as a whole, never at one deleted object, so
+//! objects deleted together never wait for each other: the Secret is released when the last
+//! one is gone. The finalizer is the operator's to remove whoever added it: a Secret copied
+//! with its metadata carries it under another field manager, so the release is a JSON patch
+//! on the list, not a server-side apply (which would only drop the operator's own claim on
+//! the entry).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
