@@ -551,7 +551,7 @@ async fn a_leader_whose_apiserver_stalls_sends_no_glance_write_after_its_fence_t
         "the leader's kube-apiserver paused (SIGSTOP) for 20 s while it adds 64 members (each POST delayed 2 s), a standby waiting",
         "each renewal attempt is cut off; the leader's fence closes 10 s after the start of its last renewal and it sends no Glance write after that; after SIGCONT one replica leads and the share converges",
         &format!(
-            "{sent} of {MEMBERS} POSTs sent before the fence ({during} during the pause, the last {last:.1}s after it); {} after pause + 10 s; converged {converged:.1}s after SIGCONT, Lease held by {}",
+            "{sent} of {MEMBERS} POSTs sent until SIGCONT ({during} during the pause, the last {last:.1}s after it began), {} after pause + 10 s; converged {converged:.1}s after SIGCONT, Lease held by {}",
             late.len(),
             still.as_deref().unwrap_or("nobody")
         ),
