@@ -350,7 +350,10 @@ fn seen(proxy: &FaultProxy, method: &str, path: &str) -> Vec<Instant> {
 /// The growth of the backoff, moved out of the e2e run (where 32 tests share 2 cores and a
 /// pass can take seconds longer than planned): with only this test running, the gaps between
 /// the calls to a Glance that answers 503 must each be at least 1.5 times the one before
-/// (2, 4, 8, 16 s with 10% jitter: a ratio of 1.6 at the worst).
+/// (2, 4, 8, 16 s with 10% jitter: a ratio of 1.6 at the worst). A gap under one second is
+/// not a backoff but a pass another event started at once (at creation, the guard's write
+/// to the Secret in the same second as the test's own write counts as a change of the
+/// Secret); such gaps are shown in the figures but left out of the ratio.
 #[tokio::test]
 async fn a_lasting_outage_backs_off_with_gaps_that_grow() {
     let (t, proxy, producer) = producer_behind_proxy("chaos-outage").await;
@@ -388,9 +391,10 @@ async fn a_lasting_outage_backs_off_with_gaps_that_grow() {
         &format!("{} calls in 45 s, gaps {gaps:.1?} s", tries.len()),
     );
     assert!(tries.len() <= 6, "too many calls: {gaps:?}");
-    assert!(gaps.len() >= 3, "too few calls to see growth: {gaps:?}");
+    let backoffs: Vec<f64> = gaps.iter().copied().filter(|g| *g >= 1.0).collect();
+    assert!(backoffs.len() >= 3, "too few calls to see growth: {gaps:?}");
     assert!(
-        gaps.windows(2).all(|g| g[1] >= g[0] * 1.5),
+        backoffs.windows(2).all(|g| g[1] >= g[0] * 1.5),
         "backoff grows: {gaps:?}"
     );
     proxy.heal();
