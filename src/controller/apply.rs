@@ -184,3 +184,91 @@ async fn try_step(session: &Session, step: &Step) -> Outcome {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::leader::Renewals;
+    use crate::openstack::CloudConfig;
+
+    /// A session whose Keystone is a listener that counts connections and never answers.
+    async fn silent_cloud() -> (Session, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                open.push(stream);
+            }
+        });
+        let yaml = format!(
+            "clouds: {{test: {{auth: {{auth_url: 'http://127.0.0.1:{port}/v3', user_id: u, password: p, project_id: x}}}}}}"
+        );
+        let config = CloudConfig::from_clouds_yaml(&yaml, "test", None).unwrap();
+        (Session::new(config, 4), connections)
+    }
+
+    fn add() -> Step {
+        Step::Add {
+            image: "img".into(),
+            project: "p".into(),
+        }
+    }
+
+    /// Whether the stand-in has accepted a connection within 2 s.
+    async fn reached(connections: &AtomicUsize) -> bool {
+        for _ in 0..40 {
+            if connections.load(Ordering::SeqCst) > 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    fn refused(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Failed(f) if f.is_transient() && f.message == "not the leader any more")
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_refuses_the_write_without_sending_anything() {
+        let (session, connections) = silent_cloud().await;
+        let fence = Fence::holding(Renewals::new(Instant::now(), Duration::from_secs(10)));
+        fence.close();
+        let outcome = run_step(&session, &add(), &fence).await;
+        assert!(refused(&outcome), "{outcome:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(connections.load(Ordering::SeqCst), 0, "a call was sent");
+    }
+
+    #[tokio::test]
+    async fn a_write_under_way_when_the_fence_closes_is_cut_off_at_the_fence_time() {
+        let (session, connections) = silent_cloud().await;
+        let start = Instant::now();
+        let fence = Fence::holding(Renewals::new(start, Duration::from_secs(1)));
+        let outcome = run_step(&session, &add(), &fence).await;
+        assert!(refused(&outcome), "{outcome:?}");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert!(reached(&connections).await, "the call had begun");
+        assert!(!fence.may_write());
+    }
+
+    #[tokio::test]
+    async fn without_leader_election_the_call_is_made() {
+        let (session, connections) = silent_cloud().await;
+        let (step, fence) = (add(), Fence::unfenced());
+        let call = run_step(&session, &step, &fence);
+        // The stand-in never answers: the call is under way, not refused.
+        let waited = tokio::time::timeout(Duration::from_secs(1), call).await;
+        assert!(waited.is_err(), "{waited:?}");
+        assert!(reached(&connections).await, "the call was made");
+    }
+}
