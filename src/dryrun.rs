@@ -284,7 +284,7 @@ pub fn object_plan(
                     message: about,
                 });
             }
-            MemberPhase::InSync => object.notes.push(about),
+            MemberPhase::InSync | MemberPhase::AwaitingConsumer => object.notes.push(about),
             _ => {}
         }
     }

@@ -398,10 +398,15 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     Some("shared; the consumer has not accepted yet".into()),
                 )
             } else {
-                let also = claims
-                    .names(&pair)
-                    .map(|names| format!("also declared by {names}"));
-                (MemberPhase::InSync, None, also)
+                (MemberPhase::InSync, None, None)
+            };
+            // A healthy row names the other objects that declare the member too.
+            let message = match claims.names(&pair).filter(|_| reason.is_none()) {
+                Some(names) => Some(match message {
+                    Some(m) => format!("{m}; also declared by {names}"),
+                    None => format!("also declared by {names}"),
+                }),
+                None => message,
             };
             rows.push(Row {
                 state: MemberState {
@@ -845,6 +850,15 @@ mod tests {
                 Reason::InSync,
                 MemberPhase::InSync,
                 "also declared by team/first",
+            ),
+            (
+                "same member, pending, status left to the consumer: healthy, the other named",
+                spec().member("a", None),
+                Some(MemberStatus::Pending),
+                declarer("team/first"),
+                Reason::InSync,
+                MemberPhase::AwaitingConsumer,
+                "not accepted yet; also declared by team/first",
             ),
             (
                 "same member and status, set: in sync",
