@@ -292,6 +292,12 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             timing: Default::default(),
         }
     });
+    if args.allowed_auth_url.is_empty() {
+        tracing::warn!(
+            "no --allowed-auth-url: a credential Secret may name any Keystone URL, which the \
+             operator then contacts; set the cloud(s) you run (docs/tenancy.md)"
+        );
+    }
     let options = Options {
         namespace: args.namespace,
         concurrency: args.concurrency,
