@@ -620,6 +620,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn image_ids_are_compared_and_sent_in_glance_spelling() {
+        let glance = "1c779bec-127f-47eb-8356-140d685991dd";
+        for spelling in [
+            glance,
+            "1C779BEC-127F-47EB-8356-140D685991DD",
+            "1c779bec127f47eb8356140d685991dd",
+        ] {
+            assert_eq!(canonical_image_id(spelling), glance, "{spelling}");
+        }
+        assert_eq!(canonical_image_id("Not-A-Uuid"), "not-a-uuid");
+    }
+
+    #[test]
     fn committed_crd_yaml_is_up_to_date() {
         let generated = crd_yaml().unwrap();
         for (path, committed) in [

@@ -162,8 +162,16 @@ pub fn build(
     let mut members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
     // Rows that need attention first; the order is otherwise kept (by image, then spec).
     members.sort_by_key(satisfied);
-    let message =
+    let mut message =
         message.unwrap_or_else(|| ready_message(reason, in_sync, total, &members, images.len()));
+    let kept = pass.map_or(0, |r| r.kept);
+    if kept > 0 {
+        message.push_str(&format!(
+            "; {kept} member(s) no longer declared here stay while another ImageShare that \
+             declares them has not taken them over (suspended or not processed); removed once \
+             it lets go"
+        ));
+    }
     let (member_counts, members_in_sync) = match (pass, previous) {
         // A failed pass keeps the counts of the last one when its rows were cut (the rows
         // left out are not known); otherwise it counts the rows it kept.
@@ -920,6 +928,22 @@ mod tests {
             let message = status.members[0].message.as_deref().unwrap_or_default();
             assert!(message.contains(text), "{case}: {message}");
         }
+    }
+
+    #[test]
+    fn kept_members_are_said_in_the_ready_message() {
+        let report = Report {
+            observed: observed(vec![image("img", &[("b", MemberStatus::Accepted)])]),
+            kept: 1,
+            ..Report::default()
+        };
+        let status = build(&spec(), Some(1), Ok(&report), None, &now());
+        assert_eq!(ready(&status), ("True", "InSync"));
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("1 member(s) no longer declared here stay")
+        );
     }
 
     #[test]
