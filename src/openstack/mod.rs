@@ -16,7 +16,7 @@ pub use clouds::{
     Auth, CaCert, CloudConfig, CloudsError, Domain, Interface, Project, Secret, User,
 };
 pub use error::{Error, TerminalKind, classify};
-pub use glance::{Image, ImageQuery, Member, MemberStatus};
+pub use glance::{Image, ImageQuery, Member, MemberStatus, Removal};
 pub use keystone::{Clouds, Session, Token};
 
 /// Installs ring as the process-wide rustls crypto provider (the one provider this binary
