@@ -158,7 +158,10 @@ fn distinct_names(resolved: &[ResolvedProject]) -> Result<(), Failure> {
                     a.name,
                     b.name,
                     a.domain,
-                    describe([(a.name.as_str(), a.id.as_str()), (b.name.as_str(), b.id.as_str())])
+                    describe([
+                        (a.name.as_str(), a.id.as_str()),
+                        (b.name.as_str(), b.id.as_str())
+                    ])
                 ),
             ));
         }
@@ -190,14 +193,14 @@ impl Domains {
             .await
             .map_err(keystone_failure)?
             .ok_or_else(|| {
-            Failure::new(
-                Reason::ProjectNotFound,
-                format!(
-                    "no domain {domain:?} (by name or ID) visible to {}",
-                    reader.config().describe()
-                ),
-            )
-        })?;
+                Failure::new(
+                    Reason::ProjectNotFound,
+                    format!(
+                        "no domain {domain:?} (by name or ID) visible to {}",
+                        reader.config().describe()
+                    ),
+                )
+            })?;
         self.0.insert(domain.to_string(), id.clone());
         Ok(id)
     }
@@ -371,7 +374,11 @@ mod tests {
         // compares names exactly): the pass cannot tell them apart either.
         let resolved = [found_named("id-1", "team-a"), found_named("id-2", "Team-A")];
         let failure = distinct_names(&resolved).expect_err("ambiguous");
-        assert!(failure.message.contains("letter case"), "{}", failure.message);
+        assert!(
+            failure.message.contains("letter case"),
+            "{}",
+            failure.message
+        );
         // The same project reached through two spellings is one member, not a conflict.
         let same = [found_named("id-1", "Team-A"), found_named("id-1", "Team-A")];
         distinct_names(&same).expect("one project");

@@ -438,7 +438,10 @@ impl Session {
     async fn image_listed(&self, image: &str) -> Result<bool, Error> {
         let what = format!("list image {image} by id");
         if image.is_empty() || image.contains([',', '"', ':']) {
-            return Err(Error::unexpected(&what, "the id cannot travel in an id=in: filter"));
+            return Err(Error::unexpected(
+                &what,
+                "the id cannot travel in an id=in: filter",
+            ));
         }
         for hidden in ["false", "true"] {
             let pairs = vec![

@@ -128,7 +128,11 @@ async fn handle(
             // Only image `listed` exists among those the removal tests ask about.
             let query = uri.query().unwrap_or_default();
             if query.contains("id=in%3Alisted&") {
-                reply(200, &[], &format!(r#"{{"images": [{}]}}"#, image_json("listed", "x")))
+                reply(
+                    200,
+                    &[],
+                    &format!(r#"{{"images": [{}]}}"#, image_json("listed", "x")),
+                )
             } else {
                 reply(200, &[], r#"{"images": []}"#)
             }
@@ -138,8 +142,16 @@ async fn handle(
             mock.image_queries.lock().expect("lock").push(query.clone());
             let paging = *mock.paging.lock().expect("lock");
             let page = |next: &str| {
-                let images = format!("{}, {}", image_json("a", "ubuntu-1"), image_json("b", "debian-12"));
-                reply(200, &[], &format!(r#"{{"images": [{images}], "next": "{next}"}}"#))
+                let images = format!(
+                    "{}, {}",
+                    image_json("a", "ubuntu-1"),
+                    image_json("b", "debian-12")
+                );
+                reply(
+                    200,
+                    &[],
+                    &format!(r#"{{"images": [{images}], "next": "{next}"}}"#),
+                )
             };
             match paging {
                 Paging::Glance => {}
@@ -457,14 +469,20 @@ async fn an_endless_chain_of_pages_stops_at_the_page_bound_and_the_time_bound() 
 async fn a_404_on_removal_counts_as_gone_only_once_a_member_list_confirms_it() {
     let mock = start().await;
     let session = Session::new(config(&mock), 4);
-    assert_eq!(session.remove_member("i1", "p2").await, Ok(Removal::Removed));
+    assert_eq!(
+        session.remove_member("i1", "p2").await,
+        Ok(Removal::Removed)
+    );
     // 404, and the member list (200) does not have it: gone.
     assert_eq!(
         session.remove_member("i1", "gone").await,
         Ok(Removal::AlreadyGone)
     );
     // 404, but the member list still has it: doubt.
-    let err = session.remove_member("stale", "gone").await.expect_err("doubt");
+    let err = session
+        .remove_member("stale", "gone")
+        .await
+        .expect_err("doubt");
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("still has it"), "{err}");
     // 404 on the members too, and a 200 image list without the image: the image is gone,
@@ -486,10 +504,20 @@ async fn a_404_on_removal_counts_as_gone_only_once_a_member_list_confirms_it() {
             "GET /v2/images/deleted/members",
         ]
     );
-    let lists: Vec<_> = requests.iter().filter(|r| r.contains("id=in%3Adeleted")).collect();
-    assert_eq!(lists.len(), 2, "visible and hidden images are both looked at: {lists:?}");
+    let lists: Vec<_> = requests
+        .iter()
+        .filter(|r| r.contains("id=in%3Adeleted"))
+        .collect();
+    assert_eq!(
+        lists.len(),
+        2,
+        "visible and hidden images are both looked at: {lists:?}"
+    );
     // 404 on the members while the image is still listed: doubt.
-    let err = session.remove_member("listed", "gone").await.expect_err("doubt");
+    let err = session
+        .remove_member("listed", "gone")
+        .await
+        .expect_err("doubt");
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("still listed"), "{err}");
 }

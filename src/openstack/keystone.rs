@@ -636,7 +636,9 @@ fn checked_projects(
             return Err(odd(format!("in domain {other}, not the one asked for")));
         }
         if row.enabled == Some(false) {
-            return Err(odd("disabled, though only enabled projects were asked for".into()));
+            return Err(odd(
+                "disabled, though only enabled projects were asked for".into()
+            ));
         }
         if let Some(name) = name.filter(|n| !same_name(n, &row.name)) {
             return Err(odd(format!(
@@ -751,7 +753,10 @@ fn checked_domain(list: DomainList, name: &str, what: &str) -> Result<Option<Str
     {
         return Err(Error::unexpected(
             what,
-            format!("domain {} is not named {name:?} even ignoring letter case", other.id),
+            format!(
+                "domain {} is not named {name:?} even ignoring letter case",
+                other.id
+            ),
         ));
     }
     match list.domains.as_slice() {
@@ -763,7 +768,10 @@ fn checked_domain(list: DomainList, name: &str, what: &str) -> Result<Option<Str
                 "{what}: {} domains match that name (ignoring letter case): {}; name the \
                  domain by its ID",
                 more.len(),
-                more.iter().map(|d| d.id.as_str()).collect::<Vec<_>>().join(", ")
+                more.iter()
+                    .map(|d| d.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
@@ -1084,7 +1092,13 @@ mod tests {
             {"id": "p1", "name": "a", "domain_id": "d1", "enabled": true, "tags": ["GPU", "x"]}],
             "links": {"self": "http://k/v3/projects", "previous": null, "next": null}}"#;
         let found = projects(body, None, &["gpu"]).expect("complete");
-        assert_eq!(found, [ProjectEntry { id: "p1".into(), name: "a".into() }]);
+        assert_eq!(
+            found,
+            [ProjectEntry {
+                id: "p1".into(),
+                name: "a".into()
+            }]
+        );
         let found = projects(r#"{"projects": [], "truncated": false}"#, None, &[]).expect("empty");
         assert!(found.is_empty());
         let found = projects(r#"{"projects": [{"id": "p1", "name": "a"}]}"#, None, &[])
@@ -1108,16 +1122,32 @@ mod tests {
         assert!(message.contains("next page"), "{message}");
         // Filters that were not applied: another domain, a disabled project, another name,
         // tags missing or not reported (a keystone without project tags ignores the filter).
-        transient(r#"{"projects": [{"id": "p1", "name": "a", "domain_id": "d2"}]}"#, None, &[]);
-        transient(r#"{"projects": [{"id": "p1", "name": "a", "enabled": false}]}"#, None, &[]);
+        transient(
+            r#"{"projects": [{"id": "p1", "name": "a", "domain_id": "d2"}]}"#,
+            None,
+            &[],
+        );
+        transient(
+            r#"{"projects": [{"id": "p1", "name": "a", "enabled": false}]}"#,
+            None,
+            &[],
+        );
         let message = transient(
             r#"{"projects": [{"id": "p1", "name": "team-b"}]}"#,
             Some("team-a"),
             &[],
         );
         assert!(message.contains("letter case"), "{message}");
-        transient(r#"{"projects": [{"id": "p1", "name": "a", "tags": ["x"]}]}"#, None, &["gpu"]);
-        transient(r#"{"projects": [{"id": "p1", "name": "a"}]}"#, None, &["gpu"]);
+        transient(
+            r#"{"projects": [{"id": "p1", "name": "a", "tags": ["x"]}]}"#,
+            None,
+            &["gpu"],
+        );
+        transient(
+            r#"{"projects": [{"id": "p1", "name": "a"}]}"#,
+            None,
+            &["gpu"],
+        );
         // Shapes that are not a project list at all.
         transient(r#"{"projects": [], "truncated": "yes"}"#, None, &[]);
         transient(r#"{"projects": {"id": "p1"}}"#, None, &[]);
