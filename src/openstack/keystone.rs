@@ -788,6 +788,7 @@ pub struct Clouds {
     sessions: std::sync::Mutex<HashMap<CloudConfig, Entry>>,
     per_cloud_limit: usize,
     auth_count: Arc<AtomicU64>,
+    policy: super::CloudPolicy,
 }
 
 impl fmt::Debug for Clouds {
@@ -807,7 +808,19 @@ impl Clouds {
             sessions: std::sync::Mutex::new(HashMap::new()),
             per_cloud_limit: per_cloud_limit.max(1),
             auth_count: Arc::new(AtomicU64::new(0)),
+            policy: super::CloudPolicy::default(),
         }
+    }
+
+    /// The same cache, allowing only the clouds `policy` allows.
+    pub fn with_policy(mut self, policy: super::CloudPolicy) -> Clouds {
+        self.policy = policy;
+        self
+    }
+
+    /// Which clouds credentials may use (checked before a session is opened).
+    pub fn policy(&self) -> &super::CloudPolicy {
+        &self.policy
     }
 
     /// The session for `cfg`: the same `Arc` for equal configs. Sessions no one holds and

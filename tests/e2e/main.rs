@@ -6,10 +6,13 @@
 mod doubt;
 mod fault_proxy;
 mod faults;
+mod hostile_glance;
 mod leader;
 mod limits;
+mod overlaps;
 mod projects;
 mod revocation;
+mod tenancy;
 // Some helpers serve only the chaos suite and the benchmarks, which include this file too.
 #[allow(dead_code)]
 mod support;
@@ -649,25 +652,6 @@ async fn suspended_share_changes_nothing() {
 }
 
 #[tokio::test]
-async fn overlapping_imageshares_report_conflict_on_the_later_one() {
-    let t = TestNs::new("overlap").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("overlap"), "shared", &[])
-        .await;
-    let a = project_id("consumer-a");
-    let spec = json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-        "members": [{"project": a}]});
-    t.create("first", spec.clone()).await;
-    t.wait_reason("first", "InSync", CONVERGE).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation second
-    t.create("second", spec).await;
-    let share = t.wait_reason("second", "Conflict", CONVERGE).await;
-    let message = &share.ready_condition().unwrap().message;
-    assert!(message.contains(&format!("{}/first", t.name)), "{message}");
-}
-
-#[tokio::test]
 async fn exclusive_share_keeps_members_another_imageshare_declares() {
     let t = TestNs::new("shared-excl").await;
     let producer = Os::login("producer").await;
@@ -688,10 +672,16 @@ async fn exclusive_share_keeps_members_another_imageshare_declares() {
     )
     .await;
     t.wait_reason("additive", "InSync", CONVERGE).await;
-    // Make the Exclusive one pass again: it must not remove the other object's member.
+    // Make the Exclusive one pass again: it must not remove the other object's member, and
+    // it says why it cannot be exclusive (a contradiction: a Conflict naming the other).
     t.patch_spec("exclusive", json!({"resyncPeriod": "30s"}))
         .await;
-    t.wait_reason("exclusive", "InSync", CONVERGE).await;
+    let share = t.wait_reason("exclusive", "Conflict", CONVERGE).await;
+    let message = &share.ready_condition().unwrap().message;
+    assert!(
+        message.contains(&format!("{}/additive", t.name)),
+        "{message}"
+    );
     let members = producer.members(&image).await;
     assert!(
         members.contains_key(&a) && members.contains_key(&c),
