@@ -18,7 +18,7 @@ pub use clouds::{
     Auth, CaCert, CloudConfig, CloudsError, Domain, Interface, Project, Secret, User,
 };
 pub use error::{Error, TerminalKind, classify};
-pub use glance::{Image, ImageQuery, Member, MemberStatus};
+pub use glance::{Image, ImageQuery, Member, MemberStatus, Removal};
 pub use keystone::{Clouds, Session, Token};
 pub use policy::CloudPolicy;
 

@@ -3,6 +3,7 @@
 //! it). Each test works in its own namespace and its own images, so tests run in parallel.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
+mod doubt;
 mod fault_proxy;
 mod faults;
 mod hostile_glance;
