@@ -58,6 +58,7 @@ async fn two_objects_declaring_the_same_member_both_report_in_sync_and_the_last_
         "{message}"
     );
     // One set of writes: the earlier object added it; the later one made no call.
+    assert!(t.has_event("platform", "MemberAdded").await);
     assert_eq!(count(&t, "platform", "MemberAdded").await, 1);
     assert_eq!(count(&t, "team", "MemberAdded").await, 0);
     let (code, text) = plan(&t, "team");
