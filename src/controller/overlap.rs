@@ -9,9 +9,9 @@
 //!   producer must own it) protects an (image, project) pair it declares from removal by
 //!   another object. A consumer-only object never protects a pair and never blocks an add.
 //! - A pair leaves an object's ledger without a removal only when another object holds it
-//!   in *its own* ledger and will revoke it (a producer, not suspended, deletionPolicy
-//!   Delete). A protector that never granted it (suspended, failing, not yet processed)
-//!   defers the removal; the remover keeps the pair in its ledger.
+//!   in *its own* ledger and can revoke it (a producer, neither suspended nor stalled). A
+//!   protector that never granted it (suspended, failing, not yet processed) defers the
+//!   removal; the remover keeps the pair in its ledger.
 //! - A producer object that has not processed its current spec yet holds back removals of
 //!   the projects it declares on its cloud (or any cloud, while its cloud is unknown), for
 //!   [`HOLD_LIMIT`] at most.
@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 
 use super::plan::Pair;
-use crate::api::{DeletionPolicy, ImageShare, MemberStatus};
+use crate::api::{ImageShare, MemberStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// How long an unprocessed object holds back removals of the projects it declares. A pass
 /// has a deadline, so an object is normally processed (successfully or not) well before.
@@ -46,9 +47,11 @@ pub struct Declarer {
     pub status: Option<MemberStatus>,
     /// It was created before the object looking at it (it makes the writes both want).
     pub earlier: bool,
-    /// It changes things (not suspended).
+    /// It changes things: not suspended, and not stalled on a failure that needs a person
+    /// (its credentials refused, its image gone...).
     pub active: bool,
-    /// It holds the pair in its own ledger and will revoke it (takes over the duty).
+    /// It holds the pair in its own ledger and can revoke it (active, with a producer): it
+    /// takes over the duty to revoke.
     pub holds: bool,
 }
 
@@ -180,8 +183,16 @@ pub fn claims(
             continue;
         }
         let ledger = super::ledger::Ledger::from_entries(status.map_or(&[], |s| &s.ledger));
-        let revokes =
-            producer && !other.spec.suspend && other.spec.deletion_policy == DeletionPolicy::Delete;
+        // Stalled on a failure that needs a person (not a conflict of its own): it cannot
+        // make writes now, so it neither makes them for others nor takes over a removal.
+        let stalled = status.is_some_and(|s| {
+            let has = |type_: &str, field: &dyn Fn(&Condition) -> bool| {
+                s.conditions.iter().any(|c| c.type_ == type_ && field(c))
+            };
+            has("Stalled", &|c| c.status == "True") && !has("Ready", &|c| c.reason == "Conflict")
+        });
+        let active = !other.spec.suspend && !stalled;
+        let revokes = producer && active;
         for image in status.iter().flat_map(|s| s.images.iter().map(|i| &i.id)) {
             for member in &declared {
                 let pair = (image.clone(), member.project.clone());
@@ -190,7 +201,7 @@ pub fn claims(
                     producer,
                     status: member.status,
                     earlier: order(other) < me,
-                    active: !other.spec.suspend,
+                    active,
                     holds: revokes && ledger.contains(&pair),
                 };
                 claims.declared.entry(pair).or_default().push(declarer);
@@ -242,6 +253,8 @@ mod tests {
         suspended: bool,
         in_ledger: bool,
         cloud: Option<&'static str>,
+        stalled: bool,
+        orphan: bool,
     }
 
     const TRUSTED: Other = Other {
@@ -254,6 +267,8 @@ mod tests {
         suspended: false,
         in_ledger: true,
         cloud: Some(CLOUD),
+        stalled: false,
+        orphan: false,
     };
 
     fn object(name: &str, created: i64, spec: crate::api::ImageShareSpec) -> ImageShare {
@@ -279,6 +294,9 @@ mod tests {
         };
         let mut s = object("other", if o.earlier { 100 } else { 300 }, spec);
         s.spec.suspend = o.suspended;
+        if o.orphan {
+            s.spec.deletion_policy = crate::api::DeletionPolicy::Orphan;
+        }
         s.status = Some(ImageShareStatus {
             observed_generation: Some(if o.processed { 2 } else { 1 }),
             cloud: o.cloud.map(str::to_string),
@@ -294,6 +312,18 @@ mod tests {
                 vec![LedgerEntry {
                     images: vec!["img".into()],
                     projects: vec!["p".into()],
+                }]
+            } else {
+                Vec::new()
+            },
+            conditions: if o.stalled {
+                vec![Condition {
+                    type_: "Stalled".into(),
+                    status: "True".into(),
+                    reason: "CredentialsInvalid".into(),
+                    message: String::new(),
+                    observed_generation: Some(2),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
                 }]
             } else {
                 Vec::new()
@@ -384,6 +414,23 @@ mod tests {
                     ..TRUSTED
                 },
                 [true, false, false, false, false],
+            ),
+            (
+                "stalled producer (credentials refused) protects, neither takes over nor writes",
+                Other {
+                    stalled: true,
+                    status: accepted,
+                    ..TRUSTED
+                },
+                [true, false, false, false, false],
+            ),
+            (
+                "an Orphan producer that holds the pair takes it over too",
+                Other {
+                    orphan: true,
+                    ..TRUSTED
+                },
+                [true, true, true, false, false],
             ),
             (
                 "producer that has not recorded the pair protects without taking over",
