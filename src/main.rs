@@ -120,6 +120,18 @@ struct OperatorArgs {
     /// Log level or filter directives (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
+    /// Keystone URL prefix credentials may use (repeat, or comma-separated); a Secret naming
+    /// another auth_url is refused before any request. Unset: any Keystone.
+    #[arg(long, env = "IMAGESHARE_ALLOWED_AUTH_URLS", value_delimiter = ',')]
+    allowed_auth_url: Vec<String>,
+    /// Glance URL prefix a credential's image_endpoint_override may use (repeat, or
+    /// comma-separated). Unset: overrides are refused; the endpoint comes from the catalog.
+    #[arg(
+        long,
+        env = "IMAGESHARE_ALLOWED_ENDPOINT_OVERRIDES",
+        value_delimiter = ','
+    )]
+    allowed_endpoint_override: Vec<String>,
 }
 
 fn default_identity() -> String {
@@ -280,12 +292,22 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             timing: Default::default(),
         }
     });
+    if args.allowed_auth_url.is_empty() {
+        tracing::warn!(
+            "no --allowed-auth-url: a credential Secret may name any Keystone URL, which the \
+             operator then contacts; set the cloud(s) you run (docs/tenancy.md)"
+        );
+    }
     let options = Options {
         namespace: args.namespace,
         concurrency: args.concurrency,
         default_resync: args.resync_period,
         per_cloud_limit: args.per_cloud_limit,
         readiness,
+        policy: imageshare::openstack::CloudPolicy {
+            auth_urls: args.allowed_auth_url,
+            endpoint_overrides: args.allowed_endpoint_override,
+        },
         fence: Fence::unfenced(),
     };
     let mut server = server;

@@ -1,5 +1,6 @@
-//! Apply step (I/O): executes a plan against Glance. Every call is idempotent (409 on add and
-//! 404 on remove count as success), so a crash at any point is repaired by the next pass. Steps
+//! Apply step (I/O): executes a plan against Glance. Every call is idempotent (409 on add, and
+//! 404 on remove once a member list or image list confirms it, count as success), so a crash
+//! at any point is repaired by the next pass. Steps
 //! of one member run in order; different members run concurrently (bounded, and each cloud
 //! credential has its own request limit).
 
@@ -22,7 +23,8 @@ use crate::openstack::{self, Session};
 pub enum Outcome {
     /// Glance made the change.
     Done,
-    /// Glance already was as planned (409 on add, 404 on remove): success, no change.
+    /// Glance already was as planned (409 on add, a confirmed 404 on remove): success, no
+    /// change.
     Unchanged,
     /// The producer may not set this status and no consumer credentials were given.
     AwaitingConsumer,
@@ -151,9 +153,11 @@ async fn try_step(session: &Session, step: &Step) -> Outcome {
             Err(Error::Conflict { .. }) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
-        Step::Remove { image, project } => match session.delete_member(image, project).await {
-            Ok(()) => Outcome::Done,
-            Err(Error::NotFound { .. }) => Outcome::Unchanged,
+        // A 404 counts as "already gone" only once Glance confirmed it (remove_member);
+        // doubt is a transient failure, so the pair stays in the ledger and is retried.
+        Step::Remove { image, project } => match session.remove_member(image, project).await {
+            Ok(openstack::Removal::Removed) => Outcome::Done,
+            Ok(openstack::Removal::AlreadyGone) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
         Step::SetStatus {

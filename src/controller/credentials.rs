@@ -155,6 +155,12 @@ impl<'a> Sessions<'a> {
                     format!("secret {ns}/{name}: {e}"),
                 )
             })?;
+        if let Some(why) = self.clouds.policy().refusal(&config) {
+            return Err(Failure::new(
+                Reason::CredentialsInvalid,
+                format!("secret {ns}/{name}: {why}"),
+            ));
+        }
         Ok(self.clouds.session(&config))
     }
 

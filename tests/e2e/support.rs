@@ -261,6 +261,17 @@ impl TestNs {
             .collect()
     }
 
+    /// Whether ImageShare `name` gets an Event with `reason` within 10 s. Events follow the
+    /// status write of a pass, so a test that saw the status must wait for them, not race.
+    pub async fn has_event(&self, name: &str, reason: &str) -> bool {
+        wait_until(Duration::from_secs(10), || async {
+            let reasons = self.event_reasons(name).await;
+            reasons.iter().any(|r| r == reason).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     /// The Events about ImageShare `name`.
     pub async fn events(&self, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
         let events: Api<k8s_openapi::api::events::v1::Event> =
