@@ -11,7 +11,7 @@ use imageshare::controller::credentials::{LocalClouds, Sessions};
 use imageshare::controller::{self, Options, parse_duration};
 use imageshare::dryrun;
 use imageshare::http::{self, Readiness};
-use imageshare::leader::{LeaderOptions, Leadership};
+use imageshare::leader::{Fence, LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
 use imageshare::telemetry::{self, LogFormat};
 
@@ -308,6 +308,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             auth_urls: args.allowed_auth_url,
             endpoint_overrides: args.allowed_endpoint_override,
         },
+        fence: Fence::unfenced(),
     };
     let mut server = server;
     loop {
@@ -317,6 +318,13 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 () = shutdown_signal() => break,
             },
             None => None,
+        };
+        // This term's fence: every Glance and status write asks it first.
+        let options = Options {
+            fence: leadership
+                .as_ref()
+                .map_or_else(Fence::unfenced, Leadership::fence),
+            ..options.clone()
         };
         tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
         let lost = async {
@@ -332,7 +340,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 result.context("metrics server")?.context("metrics server")?;
                 false
             }
-            () = controller::run(client.clone(), options.clone(), metrics.clone()) => false,
+            () = controller::run(client.clone(), options, metrics.clone()) => false,
             () = lost => true,
         };
         if lost_it {

@@ -38,7 +38,7 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
         let now = std::time::Instant::now();
         let expired = |other: &ImageShare| ctx.holds.expired(other, now);
         let plan = cleanup_plan(&ledger, &overlap::claims(share, cloud, &all, &expired));
-        let outcomes = apply::apply(share, &mut sessions, plan.steps).await;
+        let outcomes = apply::apply(share, &mut sessions, plan.steps, &ctx.fence).await;
         events::steps(share, ctx, &outcomes).await;
         let failures: Vec<_> = outcomes
             .iter()

@@ -171,7 +171,7 @@ impl<'a> Sessions<'a> {
             (Source::Cluster(secrets), Some(meta))
                 if !guard::is_guarded(meta) && meta.deletion_timestamp.is_none() =>
             {
-                guard::set(secrets, name, true, own).await
+                guard::set(secrets, name, own).await
             }
             _ => Ok(()),
         }

@@ -177,6 +177,8 @@ pub struct Context {
     pub guard_writes: guard::OwnWrites,
     /// When unprocessed objects were first seen (their hold on removals is bounded).
     pub holds: overlap::HoldClock,
+    /// Whether this replica may still write to Glance and to status (leader election).
+    pub fence: crate::leader::Fence,
 }
 
 /// Options of the controller loop.
@@ -194,6 +196,9 @@ pub struct Options {
     pub readiness: crate::http::Readiness,
     /// Which Keystones and Glance endpoint overrides credentials may use.
     pub policy: openstack::CloudPolicy,
+    /// Whether this replica may still write ([`crate::leader::Fence::unfenced`] without
+    /// leader election).
+    pub fence: crate::leader::Fence,
 }
 
 /// Runs the controller until shutdown is requested (SIGTERM/ctrl-c).
@@ -239,6 +244,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         started: k8s_openapi::jiff::Timestamp::now(),
         guard_writes: guard::OwnWrites::default(),
         holds: overlap::HoldClock::default(),
+        fence: options.fence.clone(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data

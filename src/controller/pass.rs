@@ -196,9 +196,9 @@ async fn run(
     if !share.spec.suspend {
         if !plan.ledger.is_subset(&previous) {
             *version =
-                record_ledger(share, api, &observed, &plan, &report.projects, version).await?;
+                record_ledger(share, api, ctx, &observed, &plan, &report.projects, version).await?;
         }
-        report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
+        report.outcomes = apply::apply(share, sessions, plan.steps.clone(), &ctx.fence).await;
         for (step, outcome) in &report.outcomes {
             if let (Step::SetStatus { status, .. }, Outcome::Done) = (step, outcome) {
                 ctx.contests
@@ -286,6 +286,7 @@ async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>, own: &guard::Own
 async fn record_ledger(
     share: &ImageShare,
     api: &Api<ImageShare>,
+    ctx: &Context,
     observed: &Observed,
     plan: &Plan,
     projects: &[ResolvedProject],
@@ -300,7 +301,7 @@ async fn record_ledger(
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         status.conditions = status::first_conditions(share.metadata.generation, &now);
     }
-    patch_status(share, api, &status, version).await
+    patch_status(share, api, ctx, &status, version).await
 }
 
 /// Builds and (only if changed) writes the status; emits an Event when Ready's reason changes.
@@ -327,7 +328,7 @@ async fn write_status(
         return Ok(previous.clone());
     }
     new.last_sync_time = Some(now);
-    patch_status(share, api, &new, &version).await?;
+    patch_status(share, api, ctx, &new, &version).await?;
 
     let old_reason = share.ready_condition().map(|c| c.reason.clone());
     if let Some(ready) = new.conditions.first()
@@ -348,13 +349,20 @@ async fn write_status(
 /// The one status writer: a server-side apply of the whole status under [`MANAGER`], with
 /// the resourceVersion it was computed from as a precondition (the ledger in it must not
 /// overwrite a newer one: a conflict fails the pass, and the next one starts afresh).
-/// Returns the new resourceVersion.
+/// Returns the new resourceVersion. Skipped (one log line) once this replica may no longer
+/// write: the fence never reopens in a term, so the Glance writes of the same pass are
+/// refused too.
 async fn patch_status(
     share: &ImageShare,
     api: &Api<ImageShare>,
+    ctx: &Context,
     status: &ImageShareStatus,
     version: &Option<String>,
 ) -> Result<Option<String>, Error> {
+    if !ctx.fence.may_write() {
+        warn!("not the leader any more: status write skipped");
+        return Ok(version.clone());
+    }
     let patch = serde_json::json!({
         "apiVersion": ImageShare::api_version(&()),
         "kind": ImageShare::kind(&()),

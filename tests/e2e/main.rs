@@ -6,6 +6,7 @@
 mod doubt;
 mod fault_proxy;
 mod faults;
+mod guard;
 mod hostile_glance;
 mod leader;
 mod limits;
