@@ -349,9 +349,9 @@ async fn write_status(
 /// The one status writer: a server-side apply of the whole status under [`MANAGER`], with
 /// the resourceVersion it was computed from as a precondition (the ledger in it must not
 /// overwrite a newer one: a conflict fails the pass, and the next one starts afresh).
-/// Returns the new resourceVersion.
-/// Skipped (one log line) once this replica may no longer write: the fence never reopens in
-/// a term, so the Glance writes of the same pass are refused too.
+/// Returns the new resourceVersion. Skipped (one log line) once this replica may no longer
+/// write: the fence never reopens in a term, so the Glance writes of the same pass are
+/// refused too.
 async fn patch_status(
     share: &ImageShare,
     api: &Api<ImageShare>,
