@@ -327,6 +327,11 @@ async fn write_status(
         );
         return Ok(previous.clone());
     }
+    if !ctx.fence.may_write() {
+        // Nothing written: no "ready changed" log line and no Event either.
+        warn!("not the leader any more: status write skipped");
+        return Ok(new);
+    }
     new.last_sync_time = Some(now);
     patch_status(share, api, ctx, &new, &version).await?;
 
