@@ -4,9 +4,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down build crds check unit gitops e2e test demo operator bench chaos
+.PHONY: up down build crds check unit gitops e2e e2e-pod image release test demo operator bench chaos
 
-## Start the local stack (builds/installs it the first time, cached outside git).
+## Start the local stack (builds/installs it the first time, cached outside git); NODE=1
+## adds a node (containerd, kubelet, kube-scheduler) that runs pods.
 up:
 	bash stack/up.sh
 
@@ -51,8 +52,24 @@ chaos: build
 gitops:
 	bash stack/gitops-check.sh
 
+## The operator as a pod: the stack with a node, `make image` loaded into it, installed with
+## `kubectl apply -k deploy/base` and with `helm install`, the demo InSync through it, pod
+## deletion and Lease hand-over. Starts the stack and stops it afterwards.
+e2e-pod:
+	bash stack/e2e-pod.sh
+
+## The container image as an OCI tarball (target/image/), built without pulling anything,
+## checked against the Dockerfile.
+image:
+	bash stack/image.sh
+
+## Release artefacts in dist/: binary, image tarball, install-crds.yaml + install.yaml, chart
+## package, SBOM, checksums.
+release:
+	bash stack/release.sh
+
 ## Everything CI runs.
-test: check unit gitops e2e
+test: check unit gitops e2e e2e-pod
 
 ## The main job: stack up, operator running, examples applied and Ready.
 demo: build

@@ -15,9 +15,21 @@ use imageshare::leader::{Fence, LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
 use imageshare::telemetry::{self, LogFormat};
 
+/// Version of this build: the crate version and the git commit it was built from.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git commit this binary was built from (build.rs; "unknown" outside a git checkout).
+const COMMIT: &str = env!("IMAGESHARE_GIT_COMMIT");
+/// `--version` text: the version and the commit.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IMAGESHARE_GIT_COMMIT"),
+    ")"
+);
+
 /// Declarative OpenStack Glance image sharing for Kubernetes.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = LONG_VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,16 +45,30 @@ enum Command {
     /// the cluster or for the ImageShares in manifest files (-f, no cluster needed).
     /// Changes nothing. Exit code 0: nothing would change; 2: something would; 1: error.
     Plan(PlanArgs),
+    /// Print the version and the git commit this binary was built from.
+    Version,
+    /// Print a shell completion script, e.g. `source <(imageshare completion bash)`.
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
 struct PlanArgs {
-    /// Kubeconfig file; when unset, the in-cluster configuration or ~/.kube/config.
-    #[arg(long, env = "KUBECONFIG")]
+    /// Kubeconfig file; when unset, $KUBECONFIG (a list of files, merged as kubectl does),
+    /// else ~/.kube/config, else the in-cluster configuration.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Namespace of the ImageShare; with -f, of the manifests that set none.
-    #[arg(long, short = 'n', default_value = "default")]
-    namespace: String,
+    /// Namespace of the ImageShare (default: the kubeconfig context's namespace); with -f,
+    /// of the manifests that set none (default: "default").
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Also read the ImageShares of every other namespace, so overlaps with them are judged
+    /// as the operator judges them (needs `list imageshares` cluster-wide). Without it, only
+    /// the ImageShare's own namespace is read.
+    #[arg(long, short = 'A', conflicts_with = "files")]
+    all_namespaces: bool,
     /// Name of the ImageShare in the cluster.
     #[arg(required_unless_present = "files", conflicts_with = "files")]
     name: Option<String>,
@@ -83,8 +109,9 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
 
 #[derive(clap::Args)]
 struct OperatorArgs {
-    /// Kubeconfig file; when unset, the in-cluster configuration or ~/.kube/config.
-    #[arg(long, env = "KUBECONFIG")]
+    /// Kubeconfig file; when unset, $KUBECONFIG (a list of files, merged as kubectl does),
+    /// else ~/.kube/config, else the in-cluster configuration.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Watch only this namespace (all namespaces when unset).
     #[arg(long, env = "IMAGESHARE_NAMESPACE")]
@@ -152,6 +179,15 @@ async fn main() -> std::process::ExitCode {
             .map(|()| 0),
         Command::Operator(args) => operator(*args).await.map(|()| 0),
         Command::Plan(args) => plan(args).await,
+        Command::Version => {
+            println!("imageshare {VERSION} (commit {COMMIT})");
+            Ok(0)
+        }
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "imageshare", &mut std::io::stdout());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),
@@ -168,8 +204,10 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// A Kubernetes client from a kubeconfig file, else in-cluster or ~/.kube/config.
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+/// A Kubernetes client and the namespace of the kubeconfig's current context: from the
+/// given kubeconfig file, else as kubectl finds one ($KUBECONFIG, a list of files merged,
+/// else ~/.kube/config), else the in-cluster configuration.
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Client, String)> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -177,10 +215,11 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Clien
             kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
         }
         None => kube::Config::infer().await.context(
-            "no kubeconfig given and none found (in-cluster, $KUBECONFIG or ~/.kube/config)",
+            "no kubeconfig given and none found ($KUBECONFIG, ~/.kube/config or in-cluster)",
         )?,
     };
-    Ok(kube::Client::try_from(config)?)
+    let namespace = config.default_namespace.clone();
+    Ok((kube::Client::try_from(config)?, namespace))
 }
 
 /// The `plan` command: a dry run of a pass for one ImageShare of the cluster, or for every
@@ -190,20 +229,25 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let clouds = imageshare::openstack::Clouds::new(4);
     let mut report = dryrun::Report::default();
     if let Some(name) = &args.name {
-        let client = kube_client(args.kubeconfig.as_ref()).await?;
-        let shares: kube::Api<ImageShare> = kube::Api::namespaced(client.clone(), &args.namespace);
+        let (client, context_namespace) = kube_client(args.kubeconfig.as_ref()).await?;
+        let namespace = args.namespace.clone().unwrap_or(context_namespace);
+        let shares: kube::Api<ImageShare> = kube::Api::namespaced(client.clone(), &namespace);
         let share = shares
             .get(name)
             .await
-            .with_context(|| format!("reading imageshare {}/{name}", args.namespace))?;
-        let all: Vec<Arc<ImageShare>> = kube::Api::<ImageShare>::all(client.clone())
-            .list(&Default::default())
-            .await
-            .context("listing imageshares")?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+            .with_context(|| format!("reading imageshare {namespace}/{name}"))?;
+        let listed = if args.all_namespaces {
+            kube::Api::<ImageShare>::all(client.clone())
+                .list(&Default::default())
+                .await
+                .context("listing imageshares in all namespaces (-A)")?
+        } else {
+            shares
+                .list(&Default::default())
+                .await
+                .with_context(|| format!("listing imageshares in namespace {namespace}"))?
+        };
+        let all: Vec<Arc<ImageShare>> = listed.items.into_iter().map(Arc::new).collect();
         let mut sessions = Sessions::new(&client, &clouds, &share);
         report.push(plan_one(&mut sessions, &share, "cluster", &all).await);
     } else {
@@ -211,7 +255,8 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             yaml: read_clouds_yaml(args.clouds.as_ref())?,
             map: args.cloud.into_iter().collect(),
         };
-        let found = dryrun::load(&args.files, &args.namespace)?;
+        let namespace = args.namespace.as_deref().unwrap_or("default");
+        let found = dryrun::load(&args.files, namespace)?;
         anyhow::ensure!(!found.is_empty(), "no ImageShare in {:?}", args.files);
         let all: Vec<Arc<ImageShare>> = found.iter().map(|(_, s)| Arc::new(s.clone())).collect();
         for (source, share) in &found {
@@ -273,8 +318,13 @@ fn read_clouds_yaml(path: Option<&PathBuf>) -> anyhow::Result<String> {
 
 async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        version = VERSION,
+        commit = COMMIT,
+        "imageshare operator {VERSION} (commit {COMMIT})"
+    );
     imageshare::openstack::install_crypto_provider();
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let (client, _) = kube_client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Readiness::default();
     let server = tokio::spawn(http::serve(
@@ -370,5 +420,75 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("imageshare").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn plan_leaves_the_namespace_to_the_kubeconfig_and_lists_one_namespace() {
+        let Ok(Cli {
+            command: Command::Plan(args),
+        }) = parse(&["plan", "golden"])
+        else {
+            panic!("plan NAME does not parse");
+        };
+        assert_eq!(args.namespace, None);
+        assert!(!args.all_namespaces);
+        let Ok(Cli {
+            command: Command::Plan(args),
+        }) = parse(&["plan", "-A", "-n", "a", "golden"])
+        else {
+            panic!("plan -A -n NS NAME does not parse");
+        };
+        assert_eq!(args.namespace.as_deref(), Some("a"));
+        assert!(args.all_namespaces);
+        assert!(
+            parse(&["plan", "-A", "-f", "x.yaml"]).is_err(),
+            "-A is for the cluster only"
+        );
+    }
+
+    #[test]
+    fn kubeconfig_is_not_read_from_the_environment_as_one_path() {
+        // KUBECONFIG is a list (a:b); kube's loader reads it when --kubeconfig is not given.
+        let command = <Cli as clap::CommandFactory>::command();
+        for sub in ["operator", "plan"] {
+            let sub = command
+                .find_subcommand(sub)
+                .map(|c| c.get_arguments().collect::<Vec<_>>());
+            let kubeconfig = sub
+                .into_iter()
+                .flatten()
+                .find(|a| a.get_id() == "kubeconfig");
+            assert!(kubeconfig.is_some_and(|a| a.get_env().is_none()));
+        }
+    }
+
+    #[test]
+    fn version_and_completion_parse() {
+        assert!(matches!(
+            parse(&["version"]),
+            Ok(Cli {
+                command: Command::Version
+            })
+        ));
+        assert!(matches!(
+            parse(&["completion", "zsh"]),
+            Ok(Cli {
+                command: Command::Completion {
+                    shell: clap_complete::Shell::Zsh
+                }
+            })
+        ));
+        assert!(parse(&["completion", "cmd.exe"]).is_err());
+        assert!(LONG_VERSION.contains(COMMIT) && LONG_VERSION.starts_with(VERSION));
     }
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager and kubectl from their Go modules
-# into the cache folder.
+# into the cache folder; with NODE=1 also kubelet and kube-scheduler (same wrapper module and
+# Go build cache, so that part is incremental).
 # A second run finds the binaries and returns at once.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/etcd" && -x "$BIN_DIR/kubectl" ]]; then
-  exit 0
-fi
+KUBE_CMDS=(kube-apiserver kube-controller-manager kubectl)
+[[ "$NODE" == 1 ]] && KUBE_CMDS+=(kubelet kube-scheduler)
+missing=0
+for cmd in etcd "${KUBE_CMDS[@]}"; do [[ -x "$BIN_DIR/$cmd" ]] || missing=1; done
+((missing)) || exit 0
 
 need go "install Go (https://go.dev/doc/install); it builds kube-apiserver and etcd"
 
@@ -39,8 +42,10 @@ fi
 # kube-apiserver, kube-controller-manager and kubectl: k8s.io/kubernetes replaces its staging
 # modules with local paths, so the wrapper replaces each with the published v0.Y.Z of the
 # same module.
-if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kube-controller-manager" || ! -x "$BIN_DIR/kubectl" ]]; then
-  log "building kube-apiserver, kube-controller-manager and kubectl $KUBE_VERSION (first time only; long on 2 cores)"
+missing=0
+for cmd in "${KUBE_CMDS[@]}"; do [[ -x "$BIN_DIR/$cmd" ]] || missing=1; done
+if ((missing)); then
+  log "building ${KUBE_CMDS[*]} $KUBE_VERSION (first time only; long on 2 cores)"
   (
     cd "$WORK/kube"
     modinfo="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")"
@@ -57,18 +62,18 @@ if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kube-controller-manager" 
       grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$gomod" | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
       echo ")"
     } >go.mod
-    printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' >tools.go
+    { printf 'package tools\n\nimport (\n'; printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "${KUBE_CMDS[@]}"; printf ')\n'; } >tools.go
     go mod tidy
     minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
     ldflags="-s -w"
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
     done
-    for cmd in kube-apiserver kube-controller-manager kubectl; do
+    for cmd in "${KUBE_CMDS[@]}"; do
       [[ -x "$BIN_DIR/$cmd" ]] && continue
       go build -trimpath -ldflags="$ldflags" -o "$BIN_DIR/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
       mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
     done
-  ) >>"$BUILD_LOG" 2>&1 || build_failed kube-apiserver/kube-controller-manager/kubectl
+  ) >>"$BUILD_LOG" 2>&1 || build_failed "${KUBE_CMDS[*]}"
 fi
-log "built: $(cd "$BIN_DIR" && du -h etcd kube-apiserver kube-controller-manager kubectl | tr '\n' ' ')"
+log "built: $(cd "$BIN_DIR" && du -h etcd "${KUBE_CMDS[@]}" | awk '{print $2 " " $1}' | tr '\n' ' ')"

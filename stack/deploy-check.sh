@@ -22,8 +22,9 @@ for copy in deploy/base/crd.yaml deploy/helm/imageshare/crds/imageshare.dev_imag
   cmp -s "$REPO_DIR/crds/imageshare.dev_imageshares.yaml" "$REPO_DIR/$copy" ||
     fail "$copy differs from crds/imageshare.dev_imageshares.yaml: run 'make crds' and commit the result"
 done
-# The Dockerfile (the test bed builds no images): multi-stage, runs as 65532 like deploy/, exposes
-# the metrics port, starts the binary itself (exec form; the runtime image has no shell).
+# The Dockerfile (make image builds the same image here and compares its config with this
+# file): multi-stage, runs as 65532 like deploy/, exposes the metrics port, starts the binary
+# itself (exec form; the runtime image has no shell).
 df="$REPO_DIR/Dockerfile"
 (($(grep -c '^FROM ' "$df") >= 2)) || fail "Dockerfile: not multi-stage"
 grep -qx 'USER 65532:65532' "$df" || fail "Dockerfile: no 'USER 65532:65532'"

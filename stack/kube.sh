@@ -15,8 +15,14 @@ kube_certs() {
     openssl req -x509 -new -key ca.key -sha256 -days 365 -subj "/CN=imageshare-local-ca" -out ca.crt
     openssl ecparam -name prime256v1 -genkey -noout -out serving.key
     openssl req -new -key serving.key -subj "/CN=kube-apiserver" -out serving.csr
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n' >serving.ext
+    # Pods (NODE=1) reach the API server as the kubernetes Service (10.0.0.1) or the node.
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,IP:%s,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n' "$NODE_IP" >serving.ext
     openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -sha256 -extfile serving.ext -out serving.crt
+    # The API server's client certificate towards the kubelet (logs, exec).
+    openssl ecparam -name prime256v1 -genkey -noout -out kubelet-client.key
+    openssl req -new -key kubelet-client.key -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" -out kubelet-client.csr
+    printf 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n' >client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -sha256 -extfile client.ext -out kubelet-client.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
   ) >"$LOG_DIR/pki.log" 2>&1 || die "certificate generation failed; see $LOG_DIR/pki.log"
@@ -72,7 +78,8 @@ apiserver_start() {
     --service-account-key-file "$KUBE_STATE/pki/sa.pub" \
     --service-account-signing-key-file "$KUBE_STATE/pki/sa.key" \
     --api-audiences "https://127.0.0.1:$KUBE_PORT" \
-    --disable-admission-plugins ServiceAccount \
+    --kubelet-client-certificate "$KUBE_STATE/pki/kubelet-client.crt" --kubelet-client-key "$KUBE_STATE/pki/kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
     --allow-privileged=false --profiling=false --enable-priority-and-fairness=false
   wait_for kube-apiserver 120 curl -sf --cacert "$KUBE_STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$KUBE_PORT/readyz"
@@ -83,10 +90,15 @@ apiserver_start() {
 # "garbagecollector" (objects go when their ownerReferences' owners go). It acts as the
 # admin (no per-controller service accounts), serves a self-signed cert held in memory, and
 # its /healthz is open to anonymous callers by default, so no delegated-auth kubeconfigs.
+# For pods (NODE=1): "deployment" and "replicaset", "serviceaccount" (each namespace's default
+# ServiceAccount), "root-ca-cert-publisher" (the kube-root-ca.crt ConfigMap that a pod's
+# service-account token volume mounts) and "nodelifecycle" (lifts the not-ready taint a node
+# registers with once it is Ready).
 kcm_start() {
   start_bg kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig "$KUBECONFIG_PATH" \
-    --controllers namespace,garbagecollector \
+    --controllers namespace,garbagecollector,deployment,replicaset,serviceaccount,root-ca-cert-publisher,nodelifecycle \
+    --root-ca-file "$KUBE_STATE/pki/ca.crt" \
     --use-service-account-credentials=false \
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
     --leader-elect=false --profiling=false

@@ -13,12 +13,17 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KEYSTONE_VERSION="${KEYSTONE_VERSION:-30.0.0}"
 GLANCE_VERSION="${GLANCE_VERSION:-33.0.0}"
 OSC_VERSION="${OSC_VERSION:-10.5.0}"
-HELM_VERSION="${HELM_VERSION:-v3.22.0}"   # only for the packaging check (stack/deploy-check.sh)
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"   # packaging check (deploy-check.sh) and installs (e2e-pod.sh)
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"   # the node (node.sh)
+CNI_VERSION="${CNI_VERSION:-v1.10.0}"
+GGCR_VERSION="v0.22.1"   # go-containerregistry, pinned in stack/imagetool/go.mod
 
 # Cache outside git: built binaries, Go module/build caches, the Python virtualenv.
 CACHE_DIR="${IMAGESHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imageshare-stack}"
 BIN_DIR="$CACHE_DIR/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 HELM_BIN_DIR="$CACHE_DIR/bin/helm-$HELM_VERSION"
+NODE_BIN_DIR="$CACHE_DIR/bin/containerd-$CONTAINERD_VERSION"
+CNI_BIN_DIR="$CACHE_DIR/bin/cni-$CNI_VERSION"
 VENV_DIR="$CACHE_DIR/venv/keystone-$KEYSTONE_VERSION-glance-$GLANCE_VERSION"
 
 # Runtime state (data dirs, logs, pids, kubeconfig, clouds.yaml): inside the repo, ignored by git.
@@ -36,6 +41,14 @@ KCM_PORT="${KCM_PORT:-20257}"   # kube-controller-manager's own HTTPS port (heal
 KEYSTONE_PORT="${KEYSTONE_PORT:-25000}"
 GLANCE_PORT="${GLANCE_PORT:-29292}"
 OPERATOR_PORT="${OPERATOR_PORT:-28080}"
+# The node (NODE=1, stack/node.sh): kubelet, kube-scheduler, and the pod network whose gateway
+# is the node's address.
+NODE="${NODE:-0}"
+KUBELET_PORT="${KUBELET_PORT:-20250}"
+KUBELET_HEALTHZ_PORT="${KUBELET_HEALTHZ_PORT:-20248}"
+SCHEDULER_PORT="${SCHEDULER_PORT:-20259}"
+POD_CIDR="${POD_CIDR:-10.213.0.0/24}"
+NODE_IP="${POD_CIDR%.*}.1"
 
 # Demo/test identities. Local-only throwaway passwords for a loopback test bed.
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-stack-admin-secret}"
