@@ -208,16 +208,22 @@ pub struct MemberSpec {
 
 /// Selects Keystone projects of one domain, by tags.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("size(self.tags) > 0 || (has(self.allProjects) && self.allProjects)").message("projectSelector needs tags, or allProjects: true to share with every project of the domain"))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSelector {
     /// The domain (name or ID) whose enabled projects are selected.
     #[schemars(length(min = 1, max = 255))]
     pub domain: String,
 
-    /// Keystone tags a project must all carry; empty selects every project of the domain.
+    /// Keystone tags a project must all carry. Empty needs `allProjects: true`.
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub tags: Vec<String>,
+
+    /// With no tags: share with every enabled project of the domain. An explicit opt-in, so
+    /// a selector whose tags were left out by mistake does not share with a whole domain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_projects: bool,
 
     /// Status to keep each selected member at, as members[].status without consumer
     /// credentials (AwaitingConsumer until the consumer sets it). Omitted: left to each

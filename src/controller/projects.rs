@@ -83,6 +83,14 @@ async fn lookup(
     }
     distinct_names(&resolved)?;
     if let Some(selector) = &spec.project_selector {
+        if selector.tags.is_empty() && !selector.all_projects {
+            // The CRD refuses this; an object that bypassed validation shares with nobody.
+            return Err(Failure::new(
+                Reason::Forbidden,
+                "spec.projectSelector has no tags: set allProjects: true to share with every \
+                 project of the domain",
+            ));
+        }
         let domain_id = domains.id(&reader, &selector.domain).await?;
         let owner = sessions
             .get(&producer.credentials_ref)
@@ -309,6 +317,7 @@ mod tests {
             domain: "Default".into(),
             tags: vec!["gpu".into()],
             status: Some(MemberStatus::Accepted),
+            all_projects: false,
         });
         spec
     }

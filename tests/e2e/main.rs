@@ -726,6 +726,11 @@ async fn every_validation_rule_rejects_an_invalid_spec_with_a_readable_message()
             "spec.members[0].project",
         ),
         (
+            json!({"image": {"id": id}, "producer": p,
+                "projectSelector": {"domain": "Default"}}),
+            "projectSelector needs tags, or allProjects: true",
+        ),
+        (
             json!({"image": {"id": id}, "producer": p, "resyncPeriod": "5s"}),
             "resyncPeriod must be between 30s and 24h",
         ),
