@@ -206,7 +206,7 @@ async fn main() -> std::process::ExitCode {
 
 /// A Kubernetes client and the namespace of the kubeconfig's current context: from the
 /// given kubeconfig file, else as kubectl finds one ($KUBECONFIG, a list of files merged,
-/// else ~/.kube/config), else the in-cluster configuration.
+/// missing ones skipped; else ~/.kube/config), else the in-cluster configuration.
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Client, String)> {
     let config = match kubeconfig {
         Some(path) => {
@@ -214,9 +214,32 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Clie
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
         }
-        None => kube::Config::infer().await.context(
-            "no kubeconfig given and none found ($KUBECONFIG, ~/.kube/config or in-cluster)",
-        )?,
+        None => match std::env::var_os("KUBECONFIG").filter(|list| !list.is_empty()) {
+            // As kubectl: a list of files, merged in order (the first to set a value wins),
+            // missing files skipped.
+            Some(list) => {
+                let paths: Vec<PathBuf> = std::env::split_paths(&list)
+                    .filter(|path| path.is_file())
+                    .collect();
+                anyhow::ensure!(
+                    !paths.is_empty(),
+                    "none of the files in $KUBECONFIG ({}) exists",
+                    list.to_string_lossy()
+                );
+                let mut merged = kube::config::Kubeconfig::default();
+                for path in &paths {
+                    let next = kube::config::Kubeconfig::read_from(path)
+                        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                    merged = merged
+                        .merge(next)
+                        .with_context(|| format!("merging kubeconfig {}", path.display()))?;
+                }
+                kube::Config::from_custom_kubeconfig(merged, &Default::default()).await?
+            }
+            None => kube::Config::infer()
+                .await
+                .context("no kubeconfig given and none found (~/.kube/config or in-cluster)")?,
+        },
     };
     let namespace = config.default_namespace.clone();
     Ok((kube::Client::try_from(config)?, namespace))

@@ -42,10 +42,10 @@ fi
 # kube-apiserver, kube-controller-manager and kubectl: k8s.io/kubernetes replaces its staging
 # modules with local paths, so the wrapper replaces each with the published v0.Y.Z of the
 # same module.
-missing=0
-for cmd in "${KUBE_CMDS[@]}"; do [[ -x "$BIN_DIR/$cmd" ]] || missing=1; done
-if ((missing)); then
-  log "building ${KUBE_CMDS[*]} $KUBE_VERSION (first time only; long on 2 cores)"
+missing=()
+for cmd in "${KUBE_CMDS[@]}"; do [[ -x "$BIN_DIR/$cmd" ]] || missing+=("$cmd"); done
+if ((${#missing[@]})); then
+  log "building ${missing[*]} $KUBE_VERSION (first time only; long on 2 cores)"
   (
     cd "$WORK/kube"
     modinfo="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")"

@@ -15,6 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$STACK_DIR/kube.sh"
 source "$STACK_DIR/node.sh"
 export NODE=1
+shopt -s inherit_errexit   # a failure inside $(...) fails the step too
 trap 'rc=$?; ((rc)) && pod_debug; bash "$STACK_DIR/down.sh"; exit $rc' EXIT
 start=$SECONDS
 helm() { "$HELM_BIN_DIR/helm" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
@@ -53,6 +54,19 @@ wait_rollout() {
 
 # lease_holder NS LEASE -> the holder's identity (the pod name), empty when none.
 lease_holder() { kubectl -n "$1" get lease "$2" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true; }
+
+# failover NS LEASE -> deletes the Lease holder's pod and waits for another replica to hold
+# the Lease; the holder releases it on SIGTERM, so that takes less than the 15 s lease
+# duration (a crash would take longer). Prints "old new".
+failover() {
+  local old new t0
+  old="$(wait_holder "$1" "$2" "")"
+  t0=$SECONDS
+  kubectl -n "$1" delete pod "$old" --wait=false >/dev/null
+  new="$(wait_holder "$1" "$2" "$old")"
+  ((SECONDS - t0 < 15)) || fail "lease $1/$2 moved from $old to $new after $((SECONDS - t0))s: not released on SIGTERM"
+  echo "$old $new"
+}
 
 # wait_holder NS LEASE NOT -> waits until a holder other than NOT (and not empty) holds the
 # Lease and is a running pod; prints it.
@@ -110,6 +124,10 @@ NS=imageshare-system
 kubectl apply -k "$REPO_DIR/deploy/base" >"$LOG_DIR/install-kustomize.log" 2>&1 ||
   fail "kubectl apply -k deploy/base: $(tail -3 "$LOG_DIR/install-kustomize.log")"
 wait_rollout "$NS" imageshare-operator
+# The examples' placeholders are rejected by the CRD until filled in.
+out="$(kubectl apply --dry-run=server -n default -f "$REPO_DIR/examples/share-by-name.yaml" 2>&1)" &&
+  fail "examples/share-by-name.yaml with its placeholders was accepted: $out"
+grep -q "project must be a Keystone project ID" <<<"$out" || fail "placeholders refused for another reason: $out"
 step "kubectl apply -k deploy/base: $(kubectl -n "$NS" get pods -l app.kubernetes.io/name=imageshare --no-headers | awk '{print $1 " " $2}' | tr '\n' ' ')"
 for pod in $(kubectl -n "$NS" get pods -l app.kubernetes.io/name=imageshare -o name); do
   kubectl -n "$NS" logs "$pod" | head -5 | grep -q "imageshare operator $(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO_DIR/Cargo.toml" | head -1) (commit $COMMIT)" ||
@@ -117,20 +135,19 @@ for pod in $(kubectl -n "$NS" get pods -l app.kubernetes.io/name=imageshare -o n
 done
 demo_insync
 step "demo ImageShares InSync through the operator pod"
-# The CLI as a namespace user would run it: KUBECONFIG a list of two files (cluster and user
-# in one, the context with namespace demo in the other), no -n: plan finds the object in the
-# context's namespace and, InSync, has nothing to change (exit 0).
+# The CLI as a namespace user would run it: KUBECONFIG a list (a missing file, skipped as
+# kubectl does; cluster and user; the context with namespace demo), no -n: plan finds the
+# object in the context's namespace and, InSync, has nothing to change (exit 0).
 kc="$STATE_DIR/kubeconfig.d"
 mkdir -p "$kc"
 sed '/^contexts:/,$d' "$KUBECONFIG_PATH" >"$kc/credentials"
 printf 'apiVersion: v1\nkind: Config\ncontexts:\n- name: demo\n  context: {cluster: local, user: admin, namespace: demo}\ncurrent-context: demo\n' >"$kc/context"
-out="$(KUBECONFIG="$kc/credentials:$kc/context" "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/imageshare" plan golden-ubuntu 2>&1)" ||
+out="$(KUBECONFIG="$kc/missing:$kc/credentials:$kc/context" "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/imageshare" plan golden-ubuntu 2>&1)" ||
   fail "imageshare plan with KUBECONFIG=a:b and the context's namespace: exit $?: $out"
 step "imageshare plan with a KUBECONFIG list and the context's namespace: nothing to change"
-leader="$(wait_holder "$NS" imageshare-operator "")"
-kubectl -n "$NS" delete pod "$leader" --wait=false >/dev/null
-new="$(wait_holder "$NS" imageshare-operator "$leader")"
-step "leader $leader deleted: Lease held by $new"
+pair="$(failover "$NS" imageshare-operator)"
+read -r leader new <<<"$pair"
+step "leader $leader deleted: Lease released on SIGTERM, held by $new"
 change_and_check
 wait_rollout "$NS" imageshare-operator
 step "a change after the failover reconciled; deployment back to 2 Ready replicas"
@@ -163,8 +180,8 @@ helm upgrade imageshare "$REPO_DIR/deploy/helm/imageshare" --namespace "$NS" --r
 wait_rollout "$NS" imageshare
 leader="$(wait_holder "$NS" imageshare "")"
 step "helm upgrade --set replicas=2: leader election on, Lease held by $leader"
-kubectl -n "$NS" delete pod "$leader" --wait=false >/dev/null
-new="$(wait_holder "$NS" imageshare "$leader")"
+pair="$(failover "$NS" imageshare)"
+read -r leader new <<<"$pair"
 change_and_check
 step "leader $leader deleted: Lease handed over to $new, a change reconciled"
 helm uninstall imageshare --namespace "$NS" --wait >/dev/null 2>&1 || true

@@ -5,9 +5,10 @@
 #
 # Networking: pods get addresses on a bridge ($NODE_BRIDGE, $POD_CIDR) whose gateway
 # address is the node's address ($NODE_IP; the kubelet refuses a loopback one). The stack's
-# services listen on 127.0.0.1 only; a pod reaches them at $NODE_IP through one NAT rule on
+# services listen on 127.0.0.1 only; a pod reaches them at $NODE_IP through a NAT rule on
 # the bridge (DNAT to 127.0.0.1, with route_localnet), and reaches the API server through
-# the `kubernetes` Service address (10.0.0.1:443, no kube-proxy here: the same rule). One
+# the `kubernetes` Service address (10.0.0.1:443, no kube-proxy here: a second rule). A third
+# does the same for the host's own connections to $NODE_IP. One
 # node per machine: it uses the host's cgroups.
 
 NODE_STATE="$STATE_DIR/node"
@@ -27,21 +28,33 @@ nat_rules() {
     "-i $NODE_BRIDGE -d $NODE_IP -p tcp -m multiport --dports $KUBE_PORT,$KEYSTONE_PORT,$GLANCE_PORT -j DNAT --to-destination 127.0.0.1"
     "-i $NODE_BRIDGE -d $KUBERNETES_SERVICE_IP -p tcp --dport 443 -j DNAT --to-destination 127.0.0.1:$KUBE_PORT"
   )
-  for rule in "${rules[@]}"; do
+  # The same for connections from the host itself (a CLI reading the pods' Secrets).
+  rules+=("-d $NODE_IP -p tcp -m multiport --dports $KUBE_PORT,$KEYSTONE_PORT,$GLANCE_PORT -j DNAT --to-destination 127.0.0.1")
+  local chains=(PREROUTING PREROUTING OUTPUT) i
+  for i in "${!rules[@]}"; do
+    rule="${rules[$i]}"
     # shellcheck disable=SC2086  # the rule is a list of words
     if [[ "$1" == add ]]; then
-      iptables -w -t nat -C PREROUTING $rule -m comment --comment "$NAT_COMMENT" 2>/dev/null ||
-        iptables -w -t nat -A PREROUTING $rule -m comment --comment "$NAT_COMMENT"
+      iptables -w -t nat -C "${chains[$i]}" $rule -m comment --comment "$NAT_COMMENT" 2>/dev/null ||
+        iptables -w -t nat -A "${chains[$i]}" $rule -m comment --comment "$NAT_COMMENT"
     else
-      while iptables -w -t nat -D PREROUTING $rule -m comment --comment "$NAT_COMMENT" 2>/dev/null; do :; done
+      while iptables -w -t nat -D "${chains[$i]}" $rule -m comment --comment "$NAT_COMMENT" 2>/dev/null; do :; done
     fi
   done
 }
 
 node_config() {
   mkdir -p "$NODE_STATE"/{containerd,cni/net.d,cni/ipam,kubelet,pod-logs}
+  # Lowering a process's oom_score_adj (the kubelet asks -998 for sandboxes) needs
+  # CAP_SYS_RESOURCE (capability 24), which root in some VMs and containers lacks; runc then
+  # fails every sandbox with "can't get final child's PID from pipe". Without it, containerd
+  # keeps scores at or above its own.
+  local cap_eff restrict_oom=true
+  cap_eff="$(awk '/^CapEff:/ {print $2}' /proc/self/status)"
+  (((16#$cap_eff >> 24) & 1)) && restrict_oom=false
   cat >"$NODE_STATE/containerd/config.toml" <<TOML
 # containerd for the local node: everything under $NODE_STATE, nothing in /var/lib or /etc.
+# Version 3 (containerd 2.4 migrates it and says so): version 4 moved the [grpc] address.
 version = 3
 root = "$NODE_STATE/containerd/root"
 state = "$NODE_STATE/containerd/state"
@@ -61,10 +74,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.image-verifier.v1
     sandbox = "$PAUSE_IMAGE"
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
-  # Lowering a process's oom_score_adj (the kubelet asks -998 for sandboxes) needs
-  # CAP_SYS_RESOURCE, which root in some VMs and containers lacks (runc then fails with
-  # "can't get final child's PID from pipe"): keep scores at or above containerd's own.
-  restrict_oom_score_adj = $( [[ "$(awk '/^CapEff/ {print $2}' /proc/self/status)" =~ ^[0-9a-f]+$ ]] && (( (16#$(awk '/^CapEff/ {print $2}' /proc/self/status) >> 24) & 1 )) && echo false || echo true)
+  restrict_oom_score_adj = $restrict_oom
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["$CNI_BIN_DIR"]
     conf_dir = "$NODE_STATE/cni/net.d"
@@ -190,9 +200,13 @@ node_stop() {
   stop_pidfile kube-scheduler
   # Containers outlive containerd (their shims are separate processes): kill them first,
   # then containerd, then whatever a crash left mounted under the node's folder.
+  # Deleting a task makes runc drop its state and the shim exit (removing its socket).
   if [[ -S "$CONTAINERD_SOCK" ]]; then
     local task
-    for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s KILL "$task" >/dev/null 2>&1 || true; done
+    for task in $(ctr tasks ls -q 2>/dev/null); do
+      ctr tasks kill -s KILL "$task" >/dev/null 2>&1 || true
+      ctr tasks delete --force "$task" >/dev/null 2>&1 || true
+    done
   fi
   stop_pidfile containerd
   pkill -KILL -f -- "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
