@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use imageshare::api::ImageShare;
 use serde_json::{Value, json};
 
 use crate::fault_proxy::FaultProxy;
@@ -36,30 +35,10 @@ struct Keystone {
 
 impl Keystone {
     async fn admin() -> Keystone {
+        let (http, token, _) = authenticate("admin").await;
         let auth = &clouds()["clouds"]["admin"]["auth"];
         let url = auth["auth_url"].as_str().expect("auth_url").to_string();
-        let http = reqwest::Client::new();
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": auth["username"], "password": auth["password"],
-                "domain": {"name": "Default"}}}},
-            "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}}}});
-        for attempt in 1..=8 {
-            let resp = http
-                .post(format!("{url}/auth/tokens"))
-                .json(&body)
-                .send()
-                .await;
-            if let Ok(resp) = resp
-                && resp.status().is_success()
-            {
-                let token = resp.headers()["x-subject-token"].to_str().unwrap();
-                let token = token.to_string();
-                return Keystone { http, url, token };
-            }
-            tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
-        }
-        panic!("keystone admin login failed");
+        Keystone { http, url, token }
     }
 
     /// One call; retried on 5xx and dropped connections (Keystone reloads in these tests).
@@ -156,19 +135,6 @@ impl Drop for ListLimit {
 }
 
 /// The pairs of an ImageShare's ledger, as (image, project).
-fn ledger(share: &ImageShare) -> BTreeSet<(String, String)> {
-    share
-        .status
-        .iter()
-        .flat_map(|s| &s.ledger)
-        .flat_map(|e| {
-            e.images
-                .iter()
-                .flat_map(|i| e.projects.iter().map(move |p| (i.clone(), p.clone())))
-        })
-        .collect()
-}
-
 /// Whether Keystone's answer to the selector's list is cut short.
 fn truncated(list: &Value) -> bool {
     list["truncated"].as_bool() == Some(true)
@@ -234,7 +200,7 @@ async fn a_truncated_keystone_list_stops_the_pass_and_revokes_nothing() {
             .collect::<BTreeSet<_>>()
     };
     assert_eq!(members().await, tagged);
-    let recorded = ledger(&share);
+    let recorded = ledger_pairs(&share);
     assert_eq!(recorded.len(), TAGGED, "{recorded:?}");
 
     {
@@ -267,7 +233,7 @@ async fn a_truncated_keystone_list_stops_the_pass_and_revokes_nothing() {
         assert_eq!(members().await, tagged, "a truncated list removed members");
         let share = t.shares().get("selected").await.unwrap();
         assert_eq!(
-            ledger(&share),
+            ledger_pairs(&share),
             recorded,
             "a truncated list changed the ledger"
         );
@@ -285,7 +251,7 @@ async fn a_truncated_keystone_list_stops_the_pass_and_revokes_nothing() {
     t.poke("selected").await;
     let share = t.wait_reason("selected", "InSync", CONVERGE).await;
     assert_eq!(members().await, tagged);
-    assert_eq!(ledger(&share), recorded);
+    assert_eq!(ledger_pairs(&share), recorded);
 
     t.delete_and_wait_gone("selected", CONVERGE).await;
     assert!(members().await.is_empty());
@@ -311,7 +277,7 @@ async fn a_default_backend_answering_404_never_releases_the_finalizer() {
     )
     .await;
     let share = t.wait_reason("shared", "InSync", CONVERGE).await;
-    let recorded = ledger(&share);
+    let recorded = ledger_pairs(&share);
     let both: BTreeSet<String> = [a.clone(), b.clone()].into();
     assert_eq!(recorded.len(), 2, "{recorded:?}");
     let members = || async {
@@ -344,7 +310,7 @@ async fn a_default_backend_answering_404_never_releases_the_finalizer() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let share = t.shares().get("shared").await.unwrap();
     assert_eq!(
-        ledger(&share),
+        ledger_pairs(&share),
         recorded,
         "a 404 from a default backend emptied the ledger"
     );
@@ -374,7 +340,7 @@ async fn a_default_backend_answering_404_never_releases_the_finalizer() {
         .unwrap()
         .expect("the finalizer was released while Glance answered only 404");
     assert!(share.metadata.deletion_timestamp.is_some());
-    assert_eq!(ledger(&share), recorded);
+    assert_eq!(ledger_pairs(&share), recorded);
     assert_eq!(
         members().await,
         both,

@@ -14,19 +14,7 @@ use crate::support::*;
 
 /// The ledger pairs of an ImageShare's status, as (image, project).
 fn ledger(share: &ImageShare) -> Vec<(String, String)> {
-    let entries = share
-        .status
-        .as_ref()
-        .map(|s| s.ledger.clone())
-        .unwrap_or_default();
-    entries
-        .iter()
-        .flat_map(|e| {
-            e.images
-                .iter()
-                .flat_map(|i| e.projects.iter().map(move |p| (i.clone(), p.clone())))
-        })
-        .collect()
+    ledger_pairs(share).into_iter().collect()
 }
 
 #[tokio::test]
