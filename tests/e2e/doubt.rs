@@ -134,7 +134,6 @@ impl Drop for ListLimit {
     }
 }
 
-/// The pairs of an ImageShare's ledger, as (image, project).
 /// Whether Keystone's answer to the selector's list is cut short.
 fn truncated(list: &Value) -> bool {
     list["truncated"].as_bool() == Some(true)
