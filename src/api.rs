@@ -208,16 +208,22 @@ pub struct MemberSpec {
 
 /// Selects Keystone projects of one domain, by tags.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("size(self.tags) > 0 || (has(self.allProjects) && self.allProjects)").message("projectSelector needs tags, or allProjects: true to share with every project of the domain"))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSelector {
     /// The domain (name or ID) whose enabled projects are selected.
     #[schemars(length(min = 1, max = 255))]
     pub domain: String,
 
-    /// Keystone tags a project must all carry; empty selects every project of the domain.
+    /// Keystone tags a project must all carry. Empty needs `allProjects: true`.
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub tags: Vec<String>,
+
+    /// With no tags: share with every enabled project of the domain. An explicit opt-in, so
+    /// a selector whose tags were left out by mistake does not share with a whole domain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_projects: bool,
 
     /// Status to keep each selected member at, as members[].status without consumer
     /// credentials (AwaitingConsumer until the consumer sets it). Omitted: left to each
@@ -302,6 +308,11 @@ pub struct ImageShareStatus {
     #[serde(default)]
     pub images: Vec<ImageStatus>,
 
+    /// The cloud the images were resolved on: the Keystone URL and the Glance endpoint the
+    /// pass used. Other ImageShares' claims count only on the same cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+
     /// One row per declared member and image, at most 200: members that are not in sync
     /// come first; memberCounts counts every row.
     #[serde(default)]
@@ -332,6 +343,29 @@ pub struct ImageShareStatus {
     /// When this status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+}
+
+/// The canonical spelling of a Glance image ID: lowercase, with dashes (8-4-4-4-12), as
+/// Glance writes it. The CRD accepts any case, with or without dashes; every call, the
+/// ledger and every comparison use this form. Text that is not 32 hex digits (with or without
+/// dashes) is returned lowercased as it is.
+pub fn canonical_image_id(id: &str) -> String {
+    let hex: String = id
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return id.to_ascii_lowercase();
+    }
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// A Keystone project found by name or by spec.projectSelector.
@@ -403,8 +437,12 @@ pub enum MemberPhase {
     /// The member is shared but its status waits for the consumer (no consumer credentials,
     /// or the status is left to the consumer and it has not answered).
     AwaitingConsumer,
-    /// Another ImageShare created earlier declares the same image and project.
+    /// Another ImageShare contradicts this one about the member: it keeps a different
+    /// status, or this one is Exclusive and the other declares a member this one does not.
     Conflict,
+    /// Another ImageShare that declares the same member (created earlier) makes the change
+    /// both want; it has not yet.
+    Progressing,
     /// OpenStack refused or failed a change; see message.
     Failed,
     /// spec.suspend is true and the member differs from the spec.
@@ -421,6 +459,7 @@ impl MemberPhase {
             MemberPhase::InSync => "InSync",
             MemberPhase::AwaitingConsumer => "AwaitingConsumer",
             MemberPhase::Conflict => "Conflict",
+            MemberPhase::Progressing => "Progressing",
             MemberPhase::Failed => "Failed",
             MemberPhase::Suspended => "Suspended",
             MemberPhase::Contested => "Contested",
@@ -454,8 +493,9 @@ pub enum Reason {
     Forbidden,
     /// Glance's member quota for the image is exhausted (HTTP 413).
     MemberQuotaExceeded,
-    /// Another ImageShare claims the same image and project, or another client keeps
-    /// changing a managed status back.
+    /// Another ImageShare contradicts this one (a different status for the same member, or
+    /// this one is Exclusive and would remove a member the other declares), or another
+    /// client keeps changing a managed status back. Agreeing objects are not in conflict.
     Conflict,
     /// A project name (members[].domain) or a domain matches no Keystone project or domain.
     ProjectNotFound,
@@ -584,6 +624,19 @@ fn unwrap_descriptions(value: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_ids_are_compared_and_sent_in_glance_spelling() {
+        let glance = "1c779bec-127f-47eb-8356-140d685991dd";
+        for spelling in [
+            glance,
+            "1C779BEC-127F-47EB-8356-140D685991DD",
+            "1c779bec127f47eb8356140d685991dd",
+        ] {
+            assert_eq!(canonical_image_id(spelling), glance, "{spelling}");
+        }
+        assert_eq!(canonical_image_id("Not-A-Uuid"), "not-a-uuid");
+    }
 
     #[test]
     fn committed_crd_yaml_is_up_to_date() {

@@ -11,9 +11,12 @@ use anyhow::Context as _;
 use kube::ResourceExt;
 use serde::Serialize;
 
+use crate::api::MemberPhase;
 use crate::api::{ImageShare, Membership, Reason, ResolvedProject};
+use crate::controller::apply::Outcome;
 use crate::controller::credentials::Sessions;
 use crate::controller::plan::{Identity, Plan, Step};
+use crate::controller::status::{self, Report as StatusReport};
 use crate::controller::{Failure, Preview};
 
 /// Exit code when nothing would change.
@@ -85,7 +88,11 @@ pub struct ObjectPlan {
     /// Why a pass would stop before changing anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Problem>,
-    /// What a pass would report as not in sync (per member, conflicts).
+    /// What the operator would then report as Ready (its reason and message), once the
+    /// changes are made: the same status builder the operator uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Problem>,
+    /// What a pass would report as not in sync (per member: conflicts, failures).
     pub problems: Vec<Problem>,
     /// Anything else worth knowing before applying.
     pub notes: Vec<String>,
@@ -203,6 +210,7 @@ pub fn object_plan(
         ..ObjectPlan::default()
     };
     let Preview {
+        spec,
         projects,
         observed,
         claims,
@@ -234,17 +242,50 @@ pub fn object_plan(
         problem.message = format!("project {project}: {}", problem.message);
         object.problems.push(problem);
     }
-    for image in &observed.images {
-        for project in image.members.keys() {
-            if let Some(owner) = claims.owner(&(image.id.clone(), project.clone())) {
+    // The verdict the operator would then report: the status it builds from the same pass,
+    // with every change made.
+    let outcomes: Vec<(Step, Outcome)> = plan
+        .steps
+        .iter()
+        .map(|step| (step.clone(), Outcome::Done))
+        .collect();
+    let report = StatusReport {
+        ledger: plan.ledger_after(&outcomes),
+        outcomes,
+        observed: observed.clone(),
+        claims,
+        deferred: plan.deferred,
+        kept: plan.kept,
+        projects: object.projects.clone(),
+        ..StatusReport::default()
+    };
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let status = status::build(
+        &spec,
+        share.metadata.generation,
+        Ok(&report),
+        share.status.as_ref(),
+        &now,
+    );
+    object.verdict = status.conditions.first().map(|ready| Problem {
+        reason: ready.reason.clone(),
+        message: ready.message.clone(),
+    });
+    for row in &status.members {
+        let Some(message) = &row.message else {
+            continue;
+        };
+        let about = format!("project {} on image {}: {message}", row.project, row.image);
+        match row.state {
+            MemberPhase::Conflict | MemberPhase::Failed | MemberPhase::Progressing => {
                 object.problems.push(Problem {
-                    reason: "Conflict".into(),
-                    message: format!(
-                        "project {project} on image {}: claimed by {owner}",
-                        image.id
-                    ),
+                    reason: row.state.as_str().into(),
+                    message: about,
                 });
             }
+            MemberPhase::InSync | MemberPhase::AwaitingConsumer => object.notes.push(about),
+            _ => {}
         }
     }
     if share.spec.suspend {
@@ -341,6 +382,9 @@ pub fn render_text(report: &Report) -> String {
         }
         for problem in &object.problems {
             let _ = writeln!(out, "  {}: {}", problem.reason, problem.message);
+        }
+        if let Some(verdict) = &object.verdict {
+            let _ = writeln!(out, "  then Ready {}: {}", verdict.reason, verdict.message);
         }
         for note in &object.notes {
             let _ = writeln!(out, "  note: {note}");
@@ -445,6 +489,15 @@ mod tests {
     /// What a pass would do for `spec` against image `img` with `present` members, from an
     /// empty ledger and no other object.
     fn planned(spec: crate::api::ImageShareSpec, present: &[&str]) -> ObjectPlan {
+        planned_with(spec, present, Claims::default())
+    }
+
+    /// The same, with other objects' claims.
+    fn planned_with(
+        spec: crate::api::ImageShareSpec,
+        present: &[&str],
+        claims: Claims,
+    ) -> ObjectPlan {
         let mut share = ImageShare::new("web", spec);
         share.metadata.namespace = Some("team".into());
         let members: Vec<_> = present
@@ -455,7 +508,6 @@ mod tests {
             images: vec![fixtures::image("img", &members)],
             ..Observed::default()
         };
-        let claims = Claims::default();
         let ledger = Default::default();
         let plan = plan::plan(
             &share.spec,
@@ -465,6 +517,7 @@ mod tests {
             &History::default(),
         );
         let preview = Preview {
+            spec: share.spec.clone(),
             projects: Vec::new(),
             observed,
             claims,
@@ -532,6 +585,55 @@ mod tests {
         report.push(planned(fixtures::spec().member("a", None), &[]));
         assert_eq!(report.exit_code(), ERROR);
         assert!(render_text(&report).contains("a pass would stop: CredentialsMissing: no cloud"));
+    }
+
+    #[test]
+    fn the_verdict_is_what_the_operator_reports_agreement_in_sync_contradiction_conflict() {
+        let accepted = MemberStatus::Accepted;
+        let spec = || fixtures::spec().member("a", Some(accepted));
+        let agreeing = fixtures::Declarer {
+            status: Some(accepted),
+            ..fixtures::declarer("other/share")
+        };
+        let object = planned_with(spec(), &[], fixtures::claims_of(&agreeing, &[("img", "a")]));
+        let verdict = |o: &ObjectPlan| o.verdict.as_ref().map(|v| v.reason.clone());
+        // The earlier object adds it and sets the status: nothing for this one to do yet.
+        assert!(object.changes.is_empty());
+        assert_eq!(verdict(&object).as_deref(), Some("Progressing"));
+        let mut present = planned_with(
+            spec(),
+            &["a"],
+            fixtures::claims_of(&agreeing, &[("img", "a")]),
+        );
+        assert_eq!(
+            verdict(&present).as_deref(),
+            Some("Progressing"),
+            "pending, the other sets accepted"
+        );
+        let contradicting = fixtures::Declarer {
+            status: Some(MemberStatus::Rejected),
+            ..agreeing.clone()
+        };
+        present = planned_with(
+            spec(),
+            &["a"],
+            fixtures::claims_of(&contradicting, &[("img", "a")]),
+        );
+        assert_eq!(verdict(&present).as_deref(), Some("Conflict"));
+        let text = {
+            let mut report = Report::default();
+            report.push(present);
+            render_text(&report)
+        };
+        assert!(
+            text.contains(
+                "ImageShare other/share (created earlier) keeps project a on image img rejected"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("then Ready Conflict"), "{text}");
+        let alone = planned(fixtures::spec().member("a", None), &["a"]);
+        assert_eq!(verdict(&alone).as_deref(), Some("InSync"));
     }
 
     #[test]

@@ -1,20 +1,29 @@
 //! Leader election over a `coordination.k8s.io` Lease, with fencing, so two or more replicas
 //! can run for availability while only one writes to Glance at a time. I/O at the edges; the
-//! decisions ([`decide`], [`Renewals`]) are pure.
+//! decisions ([`decide`], [`Renewals`], [`Fence`]) are pure or hold only a clock reading.
 //!
 //! The rules (the same as client-go's leader election):
 //! - A candidate takes the Lease when it is free (no holder, released on shutdown) or when
 //!   the record has not changed for the lease duration *as observed by the candidate's own
 //!   clock* (never by comparing its clock with the holder's `renewTime`).
-//! - The holder renews every [`Timing::renew_every`]. If it cannot renew for
-//!   [`Timing::renew_deadline`] (shorter than the lease duration), it declares the Lease lost
-//!   and must stop at once: a candidate can take over only after a full lease duration
-//!   without a change, so the old leader has stopped before a new one starts.
+//! - The holder renews every [`Timing::renew_every`]; each attempt (read and write) is cut
+//!   off after [`Timing::attempt_timeout`], so a stalled apiserver cannot hold a renewal
+//!   open past the deadline. The renewal clock counts from the *start* of the last
+//!   successful attempt: the write landed after that instant, so no candidate can have seen
+//!   it earlier.
+//! - If the holder cannot renew for [`Timing::renew_deadline`] (shorter than the lease
+//!   duration), it has lost the Lease and must stop at once: a candidate can take over only
+//!   after a full lease duration without a change, so the old leader has stopped before a
+//!   new one starts.
+//! - Writes are fenced: the [`Fence`] of a term answers `false` from the instant the deadline
+//!   has passed (start of the last successful renewal + renew deadline), whatever the
+//!   renewal task is doing at that moment; every Glance and status write asks it first.
 //! - Every write is a replace with the record's resourceVersion, so two candidates cannot
 //!   both win; a holder whose renewal meets a conflict has lost.
 //! - On shutdown the holder releases the Lease (no holder), so a standby takes over at its
 //!   next try instead of after the lease duration.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -37,9 +46,9 @@ pub struct LeaderOptions {
     pub timing: Timing,
 }
 
-/// Timing of the election. Defaults: 15 s lease, renew every 5 s, give up after 10 s without
-/// a renewal, candidates try every 2 s; so a standby takes over at most about 17 s after a
-/// leader died, and at once after it shut down.
+/// Timing of the election. Defaults: 15 s lease, renew every 3 s (each attempt cut off after
+/// 3 s), give up after 10 s without a renewal, candidates try every 2 s; so a standby takes
+/// over at most about 17 s after a leader died, and at once after it shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     /// How long a Lease is valid without renewal.
@@ -51,15 +60,20 @@ pub struct Timing {
     pub renew_deadline: Duration,
     /// How often a candidate (or a holder whose renewal failed) tries again.
     pub retry_every: Duration,
+    /// How long one attempt (read and write of the Lease) may take before it counts as
+    /// failed; must be shorter than `renew_deadline` (a renewal attempt is also cut off at
+    /// the deadline itself).
+    pub attempt_timeout: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
         Timing {
             lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+            renew_every: Duration::from_secs(3),
             renew_deadline: Duration::from_secs(10),
             retry_every: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -78,16 +92,34 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// The timing cannot fence: the renew deadline must be shorter than the lease duration.
+    /// The timing cannot fence: the attempt timeout must be shorter than the renew deadline,
+    /// and the renew deadline shorter than the lease duration.
     #[error(
-        "leader election: the renew deadline ({deadline:?}) must be shorter than the lease duration ({duration:?})"
+        "leader election: the attempt timeout ({attempt:?}) must be shorter than the renew deadline ({deadline:?}), and that shorter than the lease duration ({duration:?})"
     )]
     Timing {
+        /// Attempt timeout.
+        attempt: Duration,
         /// Renew deadline.
         deadline: Duration,
         /// Lease duration.
         duration: Duration,
     },
+}
+
+impl Timing {
+    /// Whether this timing can fence: attempt timeout < renew deadline < lease duration.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.attempt_timeout < self.renew_deadline && self.renew_deadline < self.lease_duration {
+            Ok(())
+        } else {
+            Err(Error::Timing {
+                attempt: self.attempt_timeout,
+                deadline: self.renew_deadline,
+                duration: self.lease_duration,
+            })
+        }
+    }
 }
 
 /// What a candidate does with the Lease record it read.
@@ -139,7 +171,10 @@ pub fn decide(
     }
 }
 
-/// The holder's renewal clock: when it last renewed, and whether it must stop.
+/// The holder's renewal clock: when its last successful renewal *began*, and when it must
+/// stop writing. Counting from the start of the attempt (not from the answer) is what makes
+/// the fence safe: the write reached the apiserver after that instant, so a candidate saw the
+/// new record later still, and waits a full lease duration from then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Renewals {
     last: Instant,
@@ -147,45 +182,130 @@ pub struct Renewals {
 }
 
 impl Renewals {
-    /// A holder that has just written the Lease at `now`.
-    pub fn new(now: Instant, deadline: Duration) -> Self {
+    /// A holder whose acquiring write began at `started`.
+    pub fn new(started: Instant, deadline: Duration) -> Self {
         Renewals {
-            last: now,
+            last: started,
             deadline,
         }
     }
 
-    /// Records a successful renewal at `now`.
-    pub fn renewed(&mut self, now: Instant) {
-        self.last = now;
+    /// Records a successful renewal whose attempt began at `started` (an older start than
+    /// the one recorded changes nothing).
+    pub fn renewed(&mut self, started: Instant) {
+        self.last = self.last.max(started);
+    }
+
+    /// The instant the holder must stop writing: start of the last successful renewal +
+    /// renew deadline.
+    pub fn fence_time(&self) -> Instant {
+        self.last + self.deadline
     }
 
     /// Whether the holder must stop at `now`: it has not renewed for the deadline.
     pub fn expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last) >= self.deadline
+        now >= self.fence_time()
+    }
+
+    /// Time left before the fence at `now` (zero once expired).
+    pub fn left(&self, now: Instant) -> Duration {
+        self.fence_time().saturating_duration_since(now)
+    }
+}
+
+/// Says whether this replica may still write (to Glance, to ImageShare status). A small
+/// cloneable handle: the leader's renewal task moves it forward, every writer asks it.
+/// Without leader election it always answers yes. With it, one fence belongs to one term of
+/// leadership and only ever closes: from the instant the renewal clock expires it answers no,
+/// and a renewal that succeeds after that instant does not open it again (the term is over;
+/// a new term gets a new fence).
+#[derive(Clone, Debug, Default)]
+pub struct Fence(Option<Arc<Mutex<Term>>>);
+
+#[derive(Debug)]
+struct Term {
+    renewals: Renewals,
+    ended: bool,
+}
+
+impl Fence {
+    /// The fence of a replica without leader election: every write is allowed.
+    pub fn unfenced() -> Self {
+        Fence(None)
+    }
+
+    /// The fence of a term that began with a write started at `renewals`' start.
+    pub fn holding(renewals: Renewals) -> Self {
+        Fence(Some(Arc::new(Mutex::new(Term {
+            renewals,
+            ended: false,
+        }))))
+    }
+
+    /// Whether this replica may write now.
+    pub fn may_write(&self) -> bool {
+        self.may_write_at(Instant::now())
+    }
+
+    /// Whether this replica may write at `now`; once it has answered no, it always does.
+    pub fn may_write_at(&self, now: Instant) -> bool {
+        self.left(now).is_some()
+    }
+
+    /// Time left before the fence closes, at `now`; None once it is closed (and from then
+    /// on). Always some time (a long one) without leader election.
+    pub fn left(&self, now: Instant) -> Option<Duration> {
+        let Some(term) = &self.0 else {
+            return Some(Duration::MAX);
+        };
+        let mut term = term.lock().unwrap_or_else(PoisonError::into_inner);
+        if term.ended || term.renewals.expired(now) {
+            term.ended = true;
+            return None;
+        }
+        Some(term.renewals.left(now))
+    }
+
+    /// Records a successful renewal whose attempt began at `started` and whose answer came
+    /// at `now`. False when the fence had already closed by `now` (the term is over).
+    pub fn renewed(&self, started: Instant, now: Instant) -> bool {
+        let Some(term) = &self.0 else {
+            return true;
+        };
+        let mut term = term.lock().unwrap_or_else(PoisonError::into_inner);
+        if term.ended || term.renewals.expired(now) {
+            term.ended = true;
+            return false;
+        }
+        term.renewals.renewed(started);
+        true
+    }
+
+    /// Closes the fence for good (the Lease was lost or released).
+    pub fn close(&self) {
+        if let Some(term) = &self.0 {
+            term.lock().unwrap_or_else(PoisonError::into_inner).ended = true;
+        }
     }
 }
 
 /// A held leadership. [`Leadership::lost`] resolves when the Lease is lost (renewals failed
-/// past the deadline, or another replica holds it); [`Leadership::release`] gives it up.
+/// past the deadline, or another replica holds it); [`Leadership::fence`] says at any instant
+/// whether this replica may still write; [`Leadership::release`] gives it up.
 pub struct Leadership {
     api: Api<Lease>,
     name: String,
     identity: String,
     state: watch::Receiver<bool>,
     renewer: tokio::task::JoinHandle<()>,
+    fence: Fence,
 }
 
 impl Leadership {
     /// Waits until this replica holds the Lease, then keeps renewing it in the background.
     pub async fn acquire(client: Client, options: &LeaderOptions) -> Result<Self, Error> {
         let timing = options.timing;
-        if timing.renew_deadline >= timing.lease_duration {
-            return Err(Error::Timing {
-                deadline: timing.renew_deadline,
-                duration: timing.lease_duration,
-            });
-        }
+        timing.check()?;
         let api: Api<Lease> = Api::namespaced(client, &options.namespace);
         let fail = |source| Error::Lease {
             namespace: options.namespace.clone(),
@@ -194,58 +314,43 @@ impl Leadership {
         };
         info!(lease = %options.lease, namespace = %options.namespace, identity = %options.identity, "waiting for the leader lease");
         let mut observed: Option<Observed> = None;
-        loop {
-            let now = Instant::now();
-            let current = api.get_opt(&options.lease).await;
-            let attempt = match current {
-                Err(e) => Err(e),
-                Ok(lease) => {
-                    let version = lease
-                        .as_ref()
-                        .and_then(|l| l.metadata.resource_version.clone())
-                        .unwrap_or_default();
-                    if observed.as_ref().is_none_or(|o| o.version != version) {
-                        observed = Some(Observed {
-                            version: version.clone(),
-                            at: now,
-                        });
-                    }
-                    let spec = lease.as_ref().and_then(|l| l.spec.as_ref());
-                    let decision = decide(
-                        spec,
-                        &options.identity,
-                        observed.as_ref(),
-                        &version,
-                        now,
-                        timing.lease_duration,
-                    );
-                    match decision {
-                        Decision::Wait => Ok(false),
-                        Decision::Create | Decision::Take => {
-                            write(&api, options, lease.as_ref(), timing, true).await
-                        }
-                    }
-                }
-            };
+        let started = loop {
+            // The term's renewal clock starts here, before the write can have landed.
+            let attempt_start = Instant::now();
+            let attempt = tokio::time::timeout(
+                timing.attempt_timeout,
+                try_acquire(&api, options, &mut observed),
+            )
+            .await;
             match attempt {
-                Ok(true) => break,
-                Ok(false) => {}
+                Ok(Ok(true)) => break attempt_start,
+                Ok(Ok(false)) => {}
                 // Someone else wrote it first: read again.
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => warn!(error = %fail(e), "leader election: retrying"),
+                Ok(Err(kube::Error::Api(e))) if e.code == 409 => {}
+                Ok(Err(e)) => warn!(error = %fail(e), "leader election: retrying"),
+                Err(_) => {
+                    warn!(timeout = ?timing.attempt_timeout, "leader election: the apiserver did not answer in time; retrying")
+                }
             }
             tokio::time::sleep(timing.retry_every).await;
-        }
+        };
         info!(identity = %options.identity, "holding the leader lease");
+        let fence = Fence::holding(Renewals::new(started, timing.renew_deadline));
         let (tx, state) = watch::channel(true);
-        let renewer = tokio::spawn(renew(api.clone(), options.clone(), tx));
+        let renewer = tokio::spawn(renew(api.clone(), options.clone(), fence.clone(), tx));
         Ok(Leadership {
             api,
             name: options.lease.clone(),
             identity: options.identity.clone(),
             state,
             renewer,
+            fence,
         })
+    }
+
+    /// The fence of this term: whether this replica may still write.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
     }
 
     /// Resolves when the Lease is lost: the caller must stop writing at once.
@@ -261,6 +366,7 @@ impl Leadership {
     /// Only a Lease still held by this replica is released.
     pub async fn release(self) {
         self.renewer.abort();
+        self.fence.close();
         let Ok(mut lease) = self.api.get(&self.name).await else {
             return;
         };
@@ -283,46 +389,114 @@ impl Leadership {
     }
 }
 
+/// One candidate attempt: reads the Lease, decides, and writes ourselves as holder when the
+/// decision says so. Returns whether this replica now holds it. A version is counted as seen
+/// when the answer came (not when the read began): a slow read must not make the record
+/// look older than it is.
+async fn try_acquire(
+    api: &Api<Lease>,
+    options: &LeaderOptions,
+    observed: &mut Option<Observed>,
+) -> Result<bool, kube::Error> {
+    let lease = api.get_opt(&options.lease).await?;
+    let now = Instant::now();
+    let version = lease
+        .as_ref()
+        .and_then(|l| l.metadata.resource_version.clone())
+        .unwrap_or_default();
+    if observed.as_ref().is_none_or(|o| o.version != version) {
+        *observed = Some(Observed {
+            version: version.clone(),
+            at: now,
+        });
+    }
+    let spec = lease.as_ref().and_then(|l| l.spec.as_ref());
+    let decision = decide(
+        spec,
+        &options.identity,
+        observed.as_ref(),
+        &version,
+        now,
+        options.timing.lease_duration,
+    );
+    match decision {
+        Decision::Wait => Ok(false),
+        Decision::Create | Decision::Take => {
+            write(api, options, lease.as_ref(), options.timing, true).await
+        }
+    }
+}
+
+/// What one renewal attempt found.
+enum Renewal {
+    /// The Lease was written with this replica as holder.
+    Renewed,
+    /// Another replica holds the Lease.
+    Taken(Option<String>),
+}
+
+/// One renewal attempt: reads the Lease and, if still ours, writes it again.
+async fn try_renew(api: &Api<Lease>, options: &LeaderOptions) -> Result<Renewal, kube::Error> {
+    let lease = api.get(&options.lease).await?;
+    let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+    if holder.as_deref() != Some(options.identity.as_str()) {
+        return Ok(Renewal::Taken(holder));
+    }
+    write(api, options, Some(&lease), options.timing, false).await?;
+    Ok(Renewal::Renewed)
+}
+
 /// Renews the Lease until renewals have failed for the deadline or another replica holds
-/// it; then reports the loss (`false`) and ends.
-async fn renew(api: Api<Lease>, options: LeaderOptions, lost: watch::Sender<bool>) {
+/// it; then closes the fence, reports the loss (`false`) and ends. Every attempt is cut off
+/// after the attempt timeout, and at the latest when the fence closes, so the loss is
+/// reported at the fence time even while the apiserver hangs.
+async fn renew(api: Api<Lease>, options: LeaderOptions, fence: Fence, lost: watch::Sender<bool>) {
     let timing = options.timing;
-    let mut renewals = Renewals::new(Instant::now(), timing.renew_deadline);
     let mut wait = timing.renew_every;
     loop {
+        let Some(left) = fence.left(Instant::now()) else {
+            warn!(deadline = ?timing.renew_deadline, "no renewal of the leader lease within the deadline; stopping");
+            break;
+        };
+        if wait >= left {
+            // The fence closes before the next attempt would begin: wake up when it does.
+            tokio::time::sleep(left).await;
+            continue;
+        }
         tokio::time::sleep(wait).await;
-        let attempt = match api.get(&options.lease).await {
-            Ok(lease) => {
-                let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
-                if holder.as_deref() != Some(options.identity.as_str()) {
-                    warn!(holder = ?holder, "another replica holds the leader lease");
+        let started = Instant::now();
+        let Some(left) = fence.left(started) else {
+            continue;
+        };
+        let budget = timing.attempt_timeout.min(left);
+        let attempt = tokio::time::timeout(budget, try_renew(&api, &options)).await;
+        match attempt {
+            Ok(Ok(Renewal::Renewed)) => {
+                if !fence.renewed(started, Instant::now()) {
+                    warn!(deadline = ?timing.renew_deadline, "no renewal of the leader lease within the deadline; stopping");
                     break;
                 }
-                write(&api, &options, Some(&lease), timing, false).await
-            }
-            Err(e) => Err(e),
-        };
-        let now = Instant::now();
-        match attempt {
-            Ok(_) => {
-                renewals.renewed(now);
                 wait = timing.renew_every;
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {
+            Ok(Ok(Renewal::Taken(holder))) => {
+                warn!(holder = ?holder, "another replica holds the leader lease");
+                break;
+            }
+            Ok(Err(kube::Error::Api(e))) if e.code == 409 => {
                 warn!("the leader lease changed under us; stopping");
                 break;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 warn!(error = %e, "could not renew the leader lease; retrying");
                 wait = timing.retry_every;
             }
-        }
-        // Checked after every attempt, also a slow one: past the deadline, stop.
-        if renewals.expired(Instant::now()) {
-            warn!(deadline = ?timing.renew_deadline, "no renewal of the leader lease within the deadline; stopping");
-            break;
+            Err(_) => {
+                warn!(timeout = ?budget, "the apiserver did not answer the lease renewal in time; retrying");
+                wait = timing.retry_every;
+            }
         }
     }
+    fence.close();
     let _ = lost.send(false);
 }
 
@@ -430,17 +604,115 @@ mod tests {
     fn a_holder_that_cannot_renew_stops_before_anyone_may_take_over() {
         let timing = Timing::default();
         let start = Instant::now();
+        let at = |millis: u64| start + Duration::from_millis(millis);
         let mut renewals = Renewals::new(start, timing.renew_deadline);
-        renewals.renewed(start + Duration::from_secs(5));
-        // Last renewal at 5 s; the others see that version at 5 s at the earliest.
-        let last_seen_by_others = start + Duration::from_secs(5);
-        let stops_at = (0..=60)
-            .map(|s| start + Duration::from_secs(s))
+        // A renewal that began at 5 s; its write landed at 5.1 s, but the answer came back
+        // only at 14 s (a stalled apiserver).
+        renewals.renewed(at(5_000));
+        let landed = at(5_100);
+        let stops_at = (0..=60_000)
+            .step_by(100)
+            .map(at)
             .find(|t| renewals.expired(*t))
             .unwrap_or(start);
-        let takeover_at = last_seen_by_others + timing.lease_duration;
-        assert!(stops_at < takeover_at, "{stops_at:?} vs {takeover_at:?}");
+        assert_eq!(
+            stops_at,
+            at(15_000),
+            "counted from the start of the attempt"
+        );
+        // Others saw the new record at the earliest when it landed.
+        let takeover_at = landed + timing.lease_duration;
         assert!(takeover_at - stops_at >= Duration::from_secs(5));
+        // Counted from the answer instead, the holder would go on writing past a takeover.
+        let from_answer = Renewals::new(at(14_000), timing.renew_deadline);
+        assert!(from_answer.fence_time() > takeover_at);
+    }
+
+    #[test]
+    fn an_older_attempt_never_moves_the_clock_back() {
+        let start = Instant::now();
+        let mut renewals = Renewals::new(start + Duration::from_secs(6), Duration::from_secs(10));
+        renewals.renewed(start + Duration::from_secs(3));
+        assert_eq!(renewals.fence_time(), start + Duration::from_secs(16));
+        assert_eq!(
+            renewals.left(start + Duration::from_secs(12)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            renewals.left(start + Duration::from_secs(20)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn without_leader_election_every_write_is_allowed() {
+        let fence = Fence::unfenced();
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        assert!(fence.may_write() && fence.may_write_at(far));
+        fence.close();
+        assert!(fence.may_write(), "nothing to lose without an election");
+        assert!(Fence::default().may_write());
+    }
+
+    #[test]
+    fn the_fence_closes_at_the_start_of_the_last_renewal_plus_the_deadline() {
+        let deadline = Duration::from_secs(10);
+        let start = Instant::now();
+        let at = |millis: u64| start + Duration::from_millis(millis);
+        let fence = Fence::holding(Renewals::new(start, deadline));
+        let copy = fence.clone();
+        assert!(fence.may_write_at(at(9_999)));
+        assert_eq!(fence.left(at(4_000)), Some(Duration::from_secs(6)));
+        // A renewal begun at 3 s, answered at 8 s: writes allowed until 13 s.
+        assert!(fence.renewed(at(3_000), at(8_000)));
+        assert!(copy.may_write_at(at(12_999)), "clones share the term");
+        assert!(!copy.may_write_at(at(13_000)));
+        assert!(!fence.may_write_at(at(13_000)));
+    }
+
+    #[test]
+    fn a_closed_fence_stays_closed_even_if_a_late_renewal_succeeds() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let fence = Fence::holding(Renewals::new(start, Duration::from_secs(10)));
+        // The answer to an attempt begun at 8 s came at 11 s: too late, the term is over.
+        assert!(!fence.renewed(at(8), at(11)));
+        assert!(!fence.may_write_at(at(11)));
+        assert!(!fence.may_write_at(at(1)), "closed for good");
+        // Once a writer was told no, no renewal opens it again.
+        let fence = Fence::holding(Renewals::new(start, Duration::from_secs(10)));
+        assert!(!fence.may_write_at(at(10)));
+        assert!(!fence.renewed(at(9), at(9)));
+        assert_eq!(fence.left(at(2)), None);
+        // Lost or released: closed at once.
+        let fence = Fence::holding(Renewals::new(start, Duration::from_secs(10)));
+        fence.close();
+        assert!(!fence.may_write_at(at(1)));
+    }
+
+    #[test]
+    fn a_timing_that_cannot_fence_is_refused() {
+        assert!(Timing::default().check().is_ok());
+        let slow_attempts = Timing {
+            attempt_timeout: Duration::from_secs(10),
+            ..Timing::default()
+        };
+        assert!(slow_attempts.check().is_err());
+        let long_deadline = Timing {
+            renew_deadline: Duration::from_secs(15),
+            ..Timing::default()
+        };
+        assert!(long_deadline.check().is_err());
+    }
+
+    #[test]
+    fn a_stalled_apiserver_gets_two_renewal_attempts_before_the_deadline() {
+        // Renew at 3 s, cut off at 6 s, retry at 8 s, cut off at the deadline (10 s).
+        let t = Timing::default();
+        let first_ends = t.renew_every + t.attempt_timeout;
+        let second_starts = first_ends + t.retry_every;
+        assert!(second_starts < t.renew_deadline, "{second_starts:?}");
+        assert!(t.attempt_timeout < t.renew_deadline);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use imageshare::controller::credentials::{LocalClouds, Sessions};
 use imageshare::controller::{self, Options, parse_duration};
 use imageshare::dryrun;
 use imageshare::http::{self, Readiness};
-use imageshare::leader::{LeaderOptions, Leadership};
+use imageshare::leader::{Fence, LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
 use imageshare::telemetry::{self, LogFormat};
 
@@ -147,6 +147,18 @@ struct OperatorArgs {
     /// Log level or filter directives (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
+    /// Keystone URL prefix credentials may use (repeat, or comma-separated); a Secret naming
+    /// another auth_url is refused before any request. Unset: any Keystone.
+    #[arg(long, env = "IMAGESHARE_ALLOWED_AUTH_URLS", value_delimiter = ',')]
+    allowed_auth_url: Vec<String>,
+    /// Glance URL prefix a credential's image_endpoint_override may use (repeat, or
+    /// comma-separated). Unset: overrides are refused; the endpoint comes from the catalog.
+    #[arg(
+        long,
+        env = "IMAGESHARE_ALLOWED_ENDPOINT_OVERRIDES",
+        value_delimiter = ','
+    )]
+    allowed_endpoint_override: Vec<String>,
 }
 
 fn default_identity() -> String {
@@ -353,12 +365,23 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             timing: Default::default(),
         }
     });
+    if args.allowed_auth_url.is_empty() {
+        tracing::warn!(
+            "no --allowed-auth-url: a credential Secret may name any Keystone URL, which the \
+             operator then contacts; set the cloud(s) you run (docs/tenancy.md)"
+        );
+    }
     let options = Options {
         namespace: args.namespace,
         concurrency: args.concurrency,
         default_resync: args.resync_period,
         per_cloud_limit: args.per_cloud_limit,
         readiness,
+        policy: imageshare::openstack::CloudPolicy {
+            auth_urls: args.allowed_auth_url,
+            endpoint_overrides: args.allowed_endpoint_override,
+        },
+        fence: Fence::unfenced(),
     };
     let mut server = server;
     loop {
@@ -368,6 +391,13 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 () = shutdown_signal() => break,
             },
             None => None,
+        };
+        // This term's fence: every Glance and status write asks it first.
+        let options = Options {
+            fence: leadership
+                .as_ref()
+                .map_or_else(Fence::unfenced, Leadership::fence),
+            ..options.clone()
         };
         tracing::info!(metrics_addr = %args.metrics_addr, "starting imageshare operator");
         let lost = async {
@@ -383,7 +413,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
                 result.context("metrics server")?.context("metrics server")?;
                 false
             }
-            () = controller::run(client.clone(), options.clone(), metrics.clone()) => false,
+            () = controller::run(client.clone(), options, metrics.clone()) => false,
             () = lost => true,
         };
         if lost_it {

@@ -2,7 +2,10 @@
 # Reliability run on the real local stack (`make chaos`): starts the stack and the operator,
 # runs the fault tests (HTTP and connection faults through a fault proxy, leader failover)
 # and the chaos scenarios (operator killed at random, kube-apiserver and etcd restarted, a
-# leader cut off from the apiserver), prints one summary line per scenario and rewrites
+# leader cut off from the apiserver, a leader's apiserver paused with SIGSTOP in the middle
+# of its Glance writes, the growth of the backoff through a lasting Glance outage; scenarios
+# that pause or restart the shared apiserver, or measure timing ratios, cannot share the
+# stack with the 32-thread e2e run), prints one summary line per scenario and rewrites
 # docs/reliability.md with the table of what was tried and measured. Stops everything
 # afterwards, also on failure.
 # CHAOS_OUT=FILE CHAOS_SECONDS=N only rewrites the table from the output of an earlier run.

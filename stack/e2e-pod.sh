@@ -160,7 +160,8 @@ step "uninstalled (kustomize)"
 # --- 2. helm install, pod deletion, helm upgrade to 2 replicas ----------------------------
 NS=imageshare
 helm install imageshare "$REPO_DIR/deploy/helm/imageshare" --namespace "$NS" --create-namespace \
-  --set replicas=1 --wait --timeout 180s >"$LOG_DIR/install-helm.log" 2>&1 ||
+  --set replicas=1 --set "allowedAuthUrls[0]=http://$NODE_IP:$KEYSTONE_PORT/" \
+  --wait --timeout 180s >"$LOG_DIR/install-helm.log" 2>&1 ||
   fail "helm install: $(tail -3 "$LOG_DIR/install-helm.log")"
 grep -q "kubectl -n $NS get pods -l app.kubernetes.io/instance=imageshare" "$LOG_DIR/install-helm.log" ||
   fail "helm install: NOTES.txt does not say how to find the pods"

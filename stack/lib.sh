@@ -54,6 +54,11 @@ NODE_IP="${POD_CIDR%.*}.1"
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-stack-admin-secret}"
 USER_PASSWORD="${USER_PASSWORD:-stack-user-secret}"
 
+# The test bed's operator (and every replica the tests start) may use the loopback Keystone
+# and loopback Glance endpoint overrides (the tests' fault proxies); anything else is refused.
+export IMAGESHARE_ALLOWED_AUTH_URLS="${IMAGESHARE_ALLOWED_AUTH_URLS:-http://127.0.0.1:}"
+export IMAGESHARE_ALLOWED_ENDPOINT_OVERRIDES="${IMAGESHARE_ALLOWED_ENDPOINT_OVERRIDES:-http://127.0.0.1:}"
+
 export GOMODCACHE="$CACHE_DIR/go/mod"
 export GOCACHE="$CACHE_DIR/go/build"
 export GOFLAGS="-buildvcs=false"

@@ -8,6 +8,7 @@
 #                       Keystone and Glance, create the test identities, write $CLOUDS_PATH
 #                       and $STATE_DIR/projects.env
 #   openstack_stop      stop both services and PostgreSQL (safe when nothing runs)
+#   keystone_list_limit set or clear Keystone's [resource] list_limit and reload Keystone
 
 OS_STATE_DIR="$STATE_DIR/openstack"
 OPENSTACK_TIMEOUT="${OPENSTACK_TIMEOUT:-60}"   # seconds each service may take to answer
@@ -312,4 +313,41 @@ openstack_stop() {
   stop_pidfile keystone INT
   wait "$glance"
   stop_pidfile postgres INT
+}
+
+# The line keystone_list_limit writes before its settings at the end of keystone.conf; it and
+# everything after it are its own.
+KS_LIMIT_MARK="# [resource] list_limit of the test bed (keystone_list_limit)"
+
+# keystone_list_limit [N] -> sets Keystone's [resource] list_limit to N (without N: removes it,
+# Keystone's default is no limit) and reloads the running Keystone: gunicorn re-reads the app's
+# configuration on SIGHUP to its master, starting new workers and stopping the old ones (the
+# listening socket stays open, so requests wait for a new worker rather than fail). Returns
+# once no old worker is left and Keystone answers. With a limit, Keystone cuts project lists
+# that have more candidates and marks them "truncated": true; for a tag filter the candidates
+# are all enabled projects of the domain (Keystone applies the tags after the limit).
+keystone_list_limit() {
+  local limit="${1:-}" conf="$OS_STATE_DIR/keystone/keystone.conf" pid old worker deadline
+  [[ -z "$limit" || "$limit" =~ ^[1-9][0-9]*$ ]] || die "list_limit must be a positive number"
+  [[ -f "$conf" ]] || die "no $conf; run 'make up' first"
+  pid="$(cat "$PID_DIR/keystone.pid" 2>/dev/null)" || die "keystone is not running; run 'make up'"
+  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$OS_STATE_DIR" ||
+    die "keystone (pid file $PID_DIR/keystone.pid) is not running"
+  awk -v mark="$KS_LIMIT_MARK" '$0 == mark { exit } { print }' "$conf" >"$conf.new"
+  if [[ -n "$limit" ]]; then
+    printf '%s\n[resource]\nlist_limit = %s\n' "$KS_LIMIT_MARK" "$limit" >>"$conf.new"
+  fi
+  mv "$conf.new" "$conf"
+  old="$(ps -o pid= --ppid "$pid")"
+  kill -HUP "$pid"
+  deadline=$((SECONDS + OPENSTACK_TIMEOUT))
+  for worker in $old; do
+    while alive "$worker"; do
+      ((SECONDS < deadline)) || die "keystone's old worker $worker still runs ${OPENSTACK_TIMEOUT}s after SIGHUP"
+      sleep 0.2
+    done
+  done
+  wait_for keystone "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 10 "http://127.0.0.1:$KEYSTONE_PORT/v3"
+  log "keystone: [resource] list_limit ${limit:-unset}, reloaded"
 }

@@ -1,5 +1,6 @@
-//! Apply step (I/O): executes a plan against Glance. Every call is idempotent (409 on add and
-//! 404 on remove count as success), so a crash at any point is repaired by the next pass. Steps
+//! Apply step (I/O): executes a plan against Glance. Every call is idempotent (409 on add, and
+//! 404 on remove once a member list or image list confirms it, count as success), so a crash
+//! at any point is repaired by the next pass. Steps
 //! of one member run in order; different members run concurrently (bounded, and each cloud
 //! credential has its own request limit).
 
@@ -8,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tracing::{Instrument, debug, debug_span};
+use tracing::{Instrument, debug, debug_span, warn};
 
 use super::credentials::Sessions;
 use super::plan::{Identity, Pair, Step};
 use super::{Failure, Reason};
 use crate::api::ImageShare;
+use crate::leader::Fence;
 use crate::openstack::{self, Session};
 
 /// What happened to one step of the plan.
@@ -21,7 +23,8 @@ use crate::openstack::{self, Session};
 pub enum Outcome {
     /// Glance made the change.
     Done,
-    /// Glance already was as planned (409 on add, 404 on remove): success, no change.
+    /// Glance already was as planned (409 on add, a confirmed 404 on remove): success, no
+    /// change.
     Unchanged,
     /// The producer may not set this status and no consumer credentials were given.
     AwaitingConsumer,
@@ -35,11 +38,13 @@ type Planned = (usize, Step, Result<Arc<Session>, Failure>);
 /// Members worked on at once within one object.
 const MEMBER_CONCURRENCY: usize = 16;
 
-/// Runs `steps` and returns each with its outcome, in plan order.
+/// Runs `steps` and returns each with its outcome, in plan order. No call is sent once
+/// `fence` says this replica may no longer write: the step fails transiently instead.
 pub async fn apply(
     share: &ImageShare,
     sessions: &mut Sessions<'_>,
     steps: Vec<Step>,
+    fence: &Fence,
 ) -> Vec<(Step, Outcome)> {
     let producer = match &share.spec.producer {
         Some(p) => Some(sessions.get(&p.credentials_ref).await),
@@ -66,7 +71,7 @@ pub async fn apply(
             .push((index, step, session));
     }
     let mut results: Vec<(usize, Step, Outcome)> = futures::stream::iter(groups.into_values())
-        .map(run_group)
+        .map(|group| run_group(group, fence))
         .buffer_unordered(MEMBER_CONCURRENCY)
         .flat_map(futures::stream::iter)
         .collect()
@@ -77,16 +82,16 @@ pub async fn apply(
 
 /// Runs one member's steps in order, in a span naming the image and project; stops at the
 /// first failure.
-async fn run_group(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
+async fn run_group(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outcome)> {
     let Some((_, first, _)) = group.first() else {
         return Vec::new();
     };
     let (image_id, project) = first.pair();
     let span = debug_span!("member", %image_id, %project);
-    run_steps(group).instrument(span).await
+    run_steps(group, fence).instrument(span).await
 }
 
-async fn run_steps(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
+async fn run_steps(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outcome)> {
     let mut done = Vec::new();
     let mut failed = false;
     for (index, step, session) in group {
@@ -94,7 +99,7 @@ async fn run_steps(group: Vec<Planned>) -> Vec<(usize, Step, Outcome)> {
             continue;
         } else {
             match session {
-                Ok(session) => run_step(&session, &step).await,
+                Ok(session) => run_step(&session, &step, fence).await,
                 Err(failure) => Outcome::Failed(failure),
             }
         };
@@ -113,10 +118,19 @@ const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs one step, retrying transient faults (a 5xx from a busy Glance, a dropped
 /// connection) a few times with a short, growing, jittered pause.
-async fn run_step(session: &Session, step: &Step) -> Outcome {
+async fn run_step(session: &Session, step: &Step, fence: &Fence) -> Outcome {
     let mut attempt = 1;
     loop {
-        let outcome = try_step(session, step).await;
+        // Checked before the call, and the call is cut off when the fence closes while it
+        // waits for a request slot (so nothing is sent after the fence time).
+        let Some(left) = fence.left(std::time::Instant::now()) else {
+            warn!(step = %step, "not the leader any more: Glance write not sent");
+            return Outcome::Failed(Failure::transient("not the leader any more"));
+        };
+        let Ok(outcome) = tokio::time::timeout(left, try_step(session, step)).await else {
+            warn!(step = %step, "not the leader any more: Glance write cut off");
+            return Outcome::Failed(Failure::transient("not the leader any more"));
+        };
         let Outcome::Failed(failure) = &outcome else {
             return outcome;
         };
@@ -139,9 +153,11 @@ async fn try_step(session: &Session, step: &Step) -> Outcome {
             Err(Error::Conflict { .. }) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
-        Step::Remove { image, project } => match session.delete_member(image, project).await {
-            Ok(()) => Outcome::Done,
-            Err(Error::NotFound { .. }) => Outcome::Unchanged,
+        // A 404 counts as "already gone" only once Glance confirmed it (remove_member);
+        // doubt is a transient failure, so the pair stays in the ledger and is retried.
+        Step::Remove { image, project } => match session.remove_member(image, project).await {
+            Ok(openstack::Removal::Removed) => Outcome::Done,
+            Ok(openstack::Removal::AlreadyGone) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
         Step::SetStatus {
@@ -170,5 +186,93 @@ async fn try_step(session: &Session, step: &Step) -> Outcome {
             )),
             (Err(e), _) => Outcome::Failed(e.into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::leader::Renewals;
+    use crate::openstack::CloudConfig;
+
+    /// A session whose Keystone is a listener that counts connections and never answers.
+    async fn silent_cloud() -> (Session, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                open.push(stream);
+            }
+        });
+        let yaml = format!(
+            "clouds: {{test: {{auth: {{auth_url: 'http://127.0.0.1:{port}/v3', user_id: u, password: p, project_id: x}}}}}}"
+        );
+        let config = CloudConfig::from_clouds_yaml(&yaml, "test", None).unwrap();
+        (Session::new(config, 4), connections)
+    }
+
+    fn add() -> Step {
+        Step::Add {
+            image: "img".into(),
+            project: "p".into(),
+        }
+    }
+
+    /// Whether the stand-in has accepted a connection within 2 s.
+    async fn reached(connections: &AtomicUsize) -> bool {
+        for _ in 0..40 {
+            if connections.load(Ordering::SeqCst) > 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    fn refused(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Failed(f) if f.is_transient() && f.message == "not the leader any more")
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_refuses_the_write_without_sending_anything() {
+        let (session, connections) = silent_cloud().await;
+        let fence = Fence::holding(Renewals::new(Instant::now(), Duration::from_secs(10)));
+        fence.close();
+        let outcome = run_step(&session, &add(), &fence).await;
+        assert!(refused(&outcome), "{outcome:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(connections.load(Ordering::SeqCst), 0, "a call was sent");
+    }
+
+    #[tokio::test]
+    async fn a_write_under_way_when_the_fence_closes_is_cut_off_at_the_fence_time() {
+        let (session, connections) = silent_cloud().await;
+        let start = Instant::now();
+        let fence = Fence::holding(Renewals::new(start, Duration::from_secs(1)));
+        let outcome = run_step(&session, &add(), &fence).await;
+        assert!(refused(&outcome), "{outcome:?}");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert!(reached(&connections).await, "the call had begun");
+        assert!(!fence.may_write());
+    }
+
+    #[tokio::test]
+    async fn without_leader_election_the_call_is_made() {
+        let (session, connections) = silent_cloud().await;
+        let (step, fence) = (add(), Fence::unfenced());
+        let call = run_step(&session, &step, &fence);
+        // The stand-in never answers: the call is under way, not refused.
+        let waited = tokio::time::timeout(Duration::from_secs(1), call).await;
+        assert!(waited.is_err(), "{waited:?}");
+        assert!(reached(&connections).await, "the call was made");
     }
 }

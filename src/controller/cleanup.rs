@@ -34,8 +34,11 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
         spec.deletion_policy == DeletionPolicy::Delete && !spec.suspend && spec.producer.is_some();
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
     if removes && !ledger.is_empty() {
-        let plan = cleanup_plan(&ledger, &overlap::claims(share, &all));
-        let outcomes = apply::apply(share, &mut sessions, plan.steps).await;
+        let cloud = share.status.as_ref().and_then(|s| s.cloud.as_deref());
+        let now = std::time::Instant::now();
+        let expired = |other: &ImageShare| ctx.holds.expired(other, now);
+        let plan = cleanup_plan(&ledger, &overlap::claims(share, cloud, &all, &expired));
+        let outcomes = apply::apply(share, &mut sessions, plan.steps, &ctx.fence).await;
         events::steps(share, ctx, &outcomes).await;
         let failures: Vec<_> = outcomes
             .iter()

@@ -155,6 +155,12 @@ impl<'a> Sessions<'a> {
                     format!("secret {ns}/{name}: {e}"),
                 )
             })?;
+        if let Some(why) = self.clouds.policy().refusal(&config) {
+            return Err(Failure::new(
+                Reason::CredentialsInvalid,
+                format!("secret {ns}/{name}: {why}"),
+            ));
+        }
         Ok(self.clouds.session(&config))
     }
 
@@ -165,7 +171,7 @@ impl<'a> Sessions<'a> {
             (Source::Cluster(secrets), Some(meta))
                 if !guard::is_guarded(meta) && meta.deletion_timestamp.is_none() =>
             {
-                guard::set(secrets, name, true, own).await
+                guard::set(secrets, name, own).await
             }
             _ => Ok(()),
         }

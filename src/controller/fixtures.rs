@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::overlap::Claims;
+pub use super::overlap::Declarer;
 use super::plan::ObservedImage;
 use crate::api::{
     CredentialsRef, CredentialsSource, ImageRef, ImageShareSpec, MemberSpec, MemberStatus,
@@ -96,13 +97,34 @@ pub fn image(id: &str, members: &[(&str, MemberStatus)]) -> ObservedImage {
     }
 }
 
-/// Claims where an earlier trusted producer ImageShare `owner` adds `pairs`.
-pub fn earlier_claim(owner: &str, pairs: &[(&str, &str)]) -> Claims {
+/// An earlier, active producer ImageShare `key` on the same cloud that declares a pair
+/// with no status and holds it in its ledger; change the fields for other cases.
+pub fn declarer(key: &str) -> Declarer {
+    Declarer {
+        key: key.into(),
+        producer: true,
+        status: None,
+        earlier: true,
+        active: true,
+        holds: true,
+    }
+}
+
+/// Claims where `declarer` declares `pairs`.
+pub fn claims_of(declarer: &Declarer, pairs: &[(&str, &str)]) -> Claims {
     let mut claims = Claims::default();
     for (image, project) in pairs {
         let pair = (image.to_string(), project.to_string());
-        claims.protected.insert(pair.clone());
-        claims.add.insert(pair, owner.to_string());
+        claims
+            .declared
+            .entry(pair)
+            .or_default()
+            .push(declarer.clone());
     }
     claims
+}
+
+/// Claims where an earlier trusted producer ImageShare `owner` adds `pairs`.
+pub fn earlier_claim(owner: &str, pairs: &[(&str, &str)]) -> Claims {
+    claims_of(&declarer(owner), pairs)
 }

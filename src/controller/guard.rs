@@ -1,12 +1,16 @@
 //! Deletion guard on producer Secrets. A Secret carries the one finalizer [`FINALIZER`]
 //! exactly while some ImageShare in the cache may need it to remove members
 //! ([`needs_guard`]), so deleting the Secret first, or the whole namespace, never leaks a
-//! member. All objects share the finalizer, written under one field manager ([`MANAGER`]):
+//! member. All objects share the finalizer, put on under one field manager ([`MANAGER`]):
 //! a pass puts it on before its first Glance write ([`set`]), and the keeper ([`keep`])
 //! sweeps the caches after every change (and every minute), putting it where it is missing
-//! and taking it off once no cached object needs the Secret. The decision ([`changes`]) is
-//! pure and looks at the cache as a whole, never at one deleted object, so objects deleted
-//! together never wait for each other: the Secret is released when the last one is gone.
+//! and taking it off once no cached object needs the Secret ([`release`]). The decision
+//! ([`changes`]) is pure and looks at the cache as a whole, never at one deleted object, so
+//! objects deleted together never wait for each other: the Secret is released when the last
+//! one is gone. The finalizer is the operator's to remove whoever added it: a Secret copied
+//! with its metadata carries it under another field manager, so the release is a JSON patch
+//! on the list, not a server-side apply (which would only drop the operator's own claim on
+//! the entry).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -108,20 +112,15 @@ pub fn changes(
         .collect()
 }
 
-/// Puts the guard on (or takes it off) Secret `name` by server-side apply under
-/// [`MANAGER`]: other finalizers and fields are untouched, and no read-modify-write race
-/// exists. A Secret that is gone needs nothing. The version written is recorded in `own`.
-pub async fn set(
-    secrets: &Api<Secret>,
-    name: &str,
-    guard: bool,
-    own: &OwnWrites,
-) -> Result<(), kube::Error> {
-    let finalizers: &[&str] = if guard { &[FINALIZER] } else { &[] };
+/// Puts the guard on Secret `name` by server-side apply under [`MANAGER`]: other
+/// finalizers and fields are untouched, and no read-modify-write race exists (an entry
+/// another manager already added is shared, not duplicated). A Secret that is gone needs
+/// nothing. The version written is recorded in `own`.
+pub async fn set(secrets: &Api<Secret>, name: &str, own: &OwnWrites) -> Result<(), kube::Error> {
     let patch = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "finalizers": finalizers},
+        "metadata": {"name": name, "finalizers": [FINALIZER]},
     });
     match secrets
         .patch_metadata(name, &PatchParams::apply(MANAGER), &Patch::Apply(&patch))
@@ -134,6 +133,69 @@ pub async fn set(
             Ok(())
         }
     }
+}
+
+/// Attempts of a release before it is left to the next sweep (each one reads the Secret
+/// again after the finalizer list changed under it).
+const RELEASE_ATTEMPTS: usize = 5;
+
+/// The position of the guard in the Secret's finalizer list.
+pub fn guard_index(meta: &ObjectMeta) -> Option<usize> {
+    meta.finalizers
+        .iter()
+        .flatten()
+        .position(|f| f == FINALIZER)
+}
+
+/// The JSON patch that removes the guard at `index`, only if it is still there: a `test` of
+/// the entry, then its `remove`. If the list changed meanwhile, the test fails and nothing
+/// is changed.
+pub fn release_patch(index: usize) -> serde_json::Value {
+    let path = format!("/metadata/finalizers/{index}");
+    serde_json::json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ])
+}
+
+/// Takes the guard off Secret `name`, whoever added it and whichever field manager owns it:
+/// reads the Secret, removes the entry by [`release_patch`], and reads the answer. When the
+/// list changed under the patch (its test fails) or the guard is somehow still listed, it
+/// reads again and retries, [`RELEASE_ATTEMPTS`] times at most. Returns whether the guard
+/// is gone (a Secret that is gone counts); versions written are recorded in `own`.
+pub async fn release(
+    secrets: &Api<Secret>,
+    name: &str,
+    own: &OwnWrites,
+) -> Result<bool, kube::Error> {
+    let patch_params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..PatchParams::default()
+    };
+    for _ in 0..RELEASE_ATTEMPTS {
+        let Some(current) = secrets.get_metadata_opt(name).await? else {
+            return Ok(true);
+        };
+        let Some(index) = guard_index(&current.metadata) else {
+            return Ok(true);
+        };
+        let patch: Patch<()> = Patch::Json(
+            serde_json::from_value(release_patch(index)).map_err(kube::Error::SerdeError)?,
+        );
+        match secrets.patch_metadata(name, &patch_params, &patch).await {
+            Ok(written) => {
+                own.record(written.metadata.resource_version.clone());
+                if guard_index(&written.metadata).is_none() {
+                    return Ok(true);
+                }
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(true),
+            // The test failed (the list changed since it was read) or a conflict: read again.
+            Err(kube::Error::Api(e)) if matches!(e.code, 400 | 409 | 422) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// Keeps the guards matching the caches until dropped (it runs with the controller, so
@@ -153,10 +215,19 @@ pub async fn keep(
         for change in changes(&shares.state(), &secrets.state()) {
             let api = Api::namespaced(client.clone(), &change.namespace);
             let (namespace, secret) = (&change.namespace, &change.name);
-            match set(&api, secret, change.guard, &own).await {
-                Ok(()) if change.guard => info!(%namespace, %secret, "deletion guard set"),
-                Ok(()) => {
+            let result = if change.guard {
+                set(&api, secret, &own).await.map(|()| true)
+            } else {
+                release(&api, secret, &own).await
+            };
+            match result {
+                Ok(true) if change.guard => info!(%namespace, %secret, "deletion guard set"),
+                Ok(true) => {
                     info!(%namespace, %secret, "deletion guard released: no ImageShare needs the secret")
+                }
+                Ok(false) => {
+                    failed = true;
+                    warn!(%namespace, %secret, attempts = RELEASE_ATTEMPTS, "deletion guard still on the secret (its finalizers kept changing); retrying");
                 }
                 Err(error) => {
                     failed = true;
@@ -201,6 +272,25 @@ mod tests {
             name: name.into(),
             guard,
         }
+    }
+
+    #[test]
+    fn the_release_patch_tests_the_entry_at_its_index_before_removing_it() {
+        let meta = secret("ns", "s", true).metadata.clone();
+        assert_eq!(guard_index(&meta), Some(1));
+        assert_eq!(guard_index(&ObjectMeta::default()), None);
+        let patch = release_patch(1);
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"},
+            ])
+        );
+        // It parses as the JSON patch the client sends.
+        let parsed: Result<kube::api::Patch<()>, _> =
+            serde_json::from_value(patch).map(kube::api::Patch::Json);
+        assert!(parsed.is_ok());
     }
 
     #[test]

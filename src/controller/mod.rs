@@ -175,6 +175,10 @@ pub struct Context {
     pub started: k8s_openapi::jiff::Timestamp,
     /// Secret versions the deletion guard wrote (their events trigger no pass).
     pub guard_writes: guard::OwnWrites,
+    /// When unprocessed objects were first seen (their hold on removals is bounded).
+    pub holds: overlap::HoldClock,
+    /// Whether this replica may still write to Glance and to status (leader election).
+    pub fence: crate::leader::Fence,
 }
 
 /// Options of the controller loop.
@@ -190,6 +194,11 @@ pub struct Options {
     pub per_cloud_limit: usize,
     /// Marked ready once the ImageShare cache is filled.
     pub readiness: crate::http::Readiness,
+    /// Which Keystones and Glance endpoint overrides credentials may use.
+    pub policy: openstack::CloudPolicy,
+    /// Whether this replica may still write ([`crate::leader::Fence::unfenced`] without
+    /// leader election).
+    pub fence: crate::leader::Fence,
 }
 
 /// Runs the controller until shutdown is requested (SIGTERM/ctrl-c).
@@ -225,7 +234,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     });
     let ctx = Arc::new(Context {
         client: client.clone(),
-        clouds: Clouds::new(options.per_cloud_limit),
+        clouds: Clouds::new(options.per_cloud_limit).with_policy(options.policy.clone()),
         metrics,
         backoff: Backoff::default(),
         contests: contest::Book::default(),
@@ -234,6 +243,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         store,
         started: k8s_openapi::jiff::Timestamp::now(),
         guard_writes: guard::OwnWrites::default(),
+        holds: overlap::HoldClock::default(),
+        fence: options.fence.clone(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::Failure;
 use super::credentials::Sessions;
 use super::plan::ObservedImage;
-use crate::api::{ImageRef, ImageShare, Reason};
+use crate::api::{ImageRef, ImageShare, Reason, canonical_image_id};
 use crate::openstack::{self, Image, ImageQuery, Session};
 
 /// What one pass saw in Glance.
@@ -20,6 +20,22 @@ pub struct Observed {
     pub missing: Option<Failure>,
     /// Per-project failures not tied to one step (e.g. a consumer's Secret is missing).
     pub member_failures: BTreeMap<String, Failure>,
+    /// The cloud the pass worked on ([`cloud`]): the producer's, or in consumer-only use the
+    /// first consumer's that could be opened.
+    pub cloud: Option<String>,
+}
+
+/// A session's cloud: its Keystone URL and the Glance endpoint it uses (from the catalog, or
+/// an override the cluster operator allowed), normalised. The region is implied by the
+/// endpoint. Authenticates if needed.
+pub async fn cloud(session: &Session) -> Result<String, Failure> {
+    let token = session.token().await?;
+    let endpoint = token.image_endpoint().trim_end_matches('/');
+    let endpoint = match reqwest::Url::parse(endpoint) {
+        Ok(url) => url.as_str().trim_end_matches('/').to_string(),
+        Err(_) => endpoint.to_string(),
+    };
+    Ok(format!("{} {endpoint}", session.config().auth_url))
 }
 
 /// Observes Glance for `share`. With a producer: resolve the image(s) and list members.
@@ -30,6 +46,7 @@ pub async fn observe(share: &ImageShare, sessions: &mut Sessions<'_>) -> Result<
     match &spec.producer {
         Some(producer) => {
             let session = sessions.get(&producer.credentials_ref).await?;
+            report.cloud = Some(cloud(&session).await?);
             match resolve(&session, &spec.image).await? {
                 Ok(images) => {
                     for image in images {
@@ -40,14 +57,20 @@ pub async fn observe(share: &ImageShare, sessions: &mut Sessions<'_>) -> Result<
             }
         }
         None => {
-            let id = spec.image.id.clone().unwrap_or_default();
+            let id = spec.image.id.as_deref().map(canonical_image_id);
+            let id = id.unwrap_or_default();
             let mut members = BTreeMap::new();
             for member in &spec.members {
                 let Some(consumer) = &member.consumer else {
                     continue;
                 };
                 let row = match sessions.get(&consumer.credentials_ref).await {
-                    Ok(session) => session.get_member(&id, &member.project).await,
+                    Ok(session) => {
+                        if report.cloud.is_none() {
+                            report.cloud = cloud(&session).await.ok();
+                        }
+                        session.get_member(&id, &member.project).await
+                    }
                     Err(failure) => {
                         report
                             .member_failures
@@ -119,6 +142,7 @@ async fn resolve(
 ) -> Result<Result<Vec<Image>, Failure>, Failure> {
     let owner = session.project_id().await?;
     if let Some(id) = &image.id {
+        let id = &canonical_image_id(id);
         return match session.get_image(id).await {
             Ok(found) if found.owner.as_deref() == Some(owner.as_str()) => Ok(Ok(vec![found])),
             Ok(found) => Err(Failure::new(

@@ -1,36 +1,65 @@
 //! Overlaps between ImageShares, and whom the operator trusts with them. Pure over the
 //! controller's cache of ImageShares; no I/O.
 //!
-//! The trust model (see docs/decisions.md):
-//! - Only an object with a `producer` that has resolved the image (its status lists the
-//!   image; the producer must own it) protects an (image, project) pair it declares from
-//!   removal by another object.
-//! - A consumer-only object never protects a pair and never blocks an add.
-//! - An object whose current generation has not been processed yet protects nothing; if it
-//!   has a producer, removals of its projects wait until it is processed (seconds), so a
-//!   member it is about to add is not removed and re-added (which resets an acceptance).
-//! - Conflicts are per aspect: when two producer objects declare the same pair, the earlier
-//!   one (creation time, then namespace/name) adds it; when two objects declare a status
-//!   for the same pair, the earlier one sets it. The later one leaves that aspect alone and
-//!   reports Conflict; the other aspect still proceeds, so nothing deadlocks.
+//! The trust model (DESIGN.md "Ownership and revocation", docs/tenancy.md):
+//! - Claims count only between objects on the same *cloud*: the same Keystone and the same
+//!   Glance endpoint (`status.cloud`, written by the operator from the session a pass used).
+//!   An object whose cloud is unknown claims nothing (but may hold back removals, below).
+//! - Only an object with a `producer` that has resolved the image (its status lists it; the
+//!   producer must own it) protects an (image, project) pair it declares from removal by
+//!   another object. A consumer-only object never protects a pair and never blocks an add.
+//! - A pair leaves an object's ledger without a removal only when another object holds it
+//!   in *its own* ledger and can revoke it (a producer, neither suspended nor stalled). A
+//!   protector that never granted it (suspended, failing, not yet processed) defers the
+//!   removal; the remover keeps the pair in its ledger.
+//! - A producer object that has not processed its current spec yet holds back removals of
+//!   the projects it declares on its cloud (or any cloud, while its cloud is unknown), for
+//!   [`HOLD_LIMIT`] at most.
+//! - Objects that want the same thing agree: the earlier one (creation time, then
+//!   namespace/name) makes the add and sets the status, the later ones report InSync. Only a
+//!   contradiction is a Conflict: a different status for the same member (on the later
+//!   object), or an Exclusive object that would remove what another object declares.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 
 use super::plan::Pair;
-use crate::api::ImageShare;
+use crate::api::{ImageShare, MemberStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// How long an unprocessed object holds back removals of the projects it declares. A pass
+/// has a deadline, so an object is normally processed (successfully or not) well before.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(5 * 60);
+/// How long the [`HoldClock`] remembers an unprocessed generation.
+const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Another object that declares a pair, as one object must respect it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declarer {
+    /// Its `namespace/name`.
+    pub key: String,
+    /// It has a producer (and resolved the image as its owner): it protects the pair.
+    pub producer: bool,
+    /// The status it sets, if it manages one.
+    pub status: Option<MemberStatus>,
+    /// It was created before the object looking at it (it makes the writes both want).
+    pub earlier: bool,
+    /// It changes things: not suspended, and not stalled on a failure that needs a person
+    /// (its credentials refused, its image gone...).
+    pub active: bool,
+    /// It holds the pair in its own ledger and can revoke it (active, with a producer): it
+    /// takes over the duty to revoke.
+    pub holds: bool,
+}
 
 /// What the other ImageShares claim, as seen by one object.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Claims {
-    /// Pairs whose add an earlier producer object owns, to its `namespace/name`.
-    pub add: BTreeMap<Pair, String>,
-    /// Pairs whose status an earlier object sets, to its `namespace/name`.
-    pub status: BTreeMap<Pair, String>,
-    /// Pairs a trusted object declares: never removed by this one.
-    pub protected: BTreeSet<Pair>,
+    /// Per pair, the other objects on the same cloud that declare it, earliest first.
+    pub declared: BTreeMap<Pair, Vec<Declarer>>,
     /// Members of producer objects not processed for their current generation, as (image,
     /// project): removals of them wait. The image is known when the object names it by ID;
     /// otherwise (None) it may be any image.
@@ -38,6 +67,36 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// The other objects that declare `pair`.
+    pub fn declarers(&self, pair: &Pair) -> &[Declarer] {
+        self.declared.get(pair).map_or(&[], Vec::as_slice)
+    }
+
+    /// The first object that protects `pair` from removal by this one.
+    pub fn protector(&self, pair: &Pair) -> Option<&Declarer> {
+        self.declarers(pair).iter().find(|d| d.producer)
+    }
+
+    /// Whether another object holds `pair` in its own ledger and will revoke it.
+    pub fn held_elsewhere(&self, pair: &Pair) -> bool {
+        self.declarers(pair).iter().any(|d| d.holds)
+    }
+
+    /// The earlier object that adds `pair` (this object then leaves the add to it).
+    pub fn adder(&self, pair: &Pair) -> Option<&Declarer> {
+        self.declarers(pair)
+            .iter()
+            .find(|d| d.producer && d.earlier && d.active)
+    }
+
+    /// The earlier object that sets the status of `pair`, with the status it sets.
+    pub fn status_setter(&self, pair: &Pair) -> Option<(&Declarer, MemberStatus)> {
+        self.declarers(pair)
+            .iter()
+            .filter(|d| d.earlier && d.active)
+            .find_map(|d| d.status.map(|s| (d, s)))
+    }
+
     /// Whether removing `pair` must wait for an object that may declare it.
     pub fn waits_for(&self, (image, project): &Pair) -> bool {
         self.waiting.contains(&(None, project.clone()))
@@ -46,9 +105,17 @@ impl Claims {
                 .contains(&(Some(image.clone()), project.clone()))
     }
 
-    /// The object that owns some aspect of `pair`, if any (for Conflict reports).
-    pub fn owner(&self, pair: &Pair) -> Option<&String> {
-        self.add.get(pair).or_else(|| self.status.get(pair))
+    /// The other objects declaring `pair`, for messages (at most three named).
+    pub fn names(&self, pair: &Pair) -> Option<String> {
+        let all = self.declarers(pair);
+        let mut names: Vec<&str> = all.iter().take(3).map(|d| d.key.as_str()).collect();
+        if all.is_empty() {
+            return None;
+        }
+        let more = all.len().saturating_sub(names.len());
+        let more = (more > 0).then(|| format!("{more} more"));
+        names.extend(more.as_deref());
+        Some(names.join(", "))
     }
 }
 
@@ -61,9 +128,21 @@ pub fn key(share: &ImageShare) -> String {
     )
 }
 
-/// The claims of every object in `all` but `share` itself, as `share` must respect them.
-/// Objects being deleted claim nothing (their cleanup removes their members).
-pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
+/// The cloud an object's status says it resolved its images on.
+fn cloud(share: &ImageShare) -> Option<&str> {
+    share.status.as_ref().and_then(|s| s.cloud.as_deref())
+}
+
+/// The claims of every object in `all` but `share` itself, as `share` must respect them,
+/// `share` being on `mine` (its cloud, from this pass's session). Objects being deleted
+/// claim nothing (their cleanup removes their members). `hold_expired` says whether an
+/// unprocessed object has held back removals for long enough ([`HoldClock`]).
+pub fn claims(
+    share: &ImageShare,
+    mine: Option<&str>,
+    all: &[Arc<ImageShare>],
+    hold_expired: &dyn Fn(&ImageShare) -> bool,
+) -> Claims {
     let order = |s: &ImageShare| {
         (
             s.metadata.creation_timestamp.clone().map(|t| t.0),
@@ -71,69 +150,96 @@ pub fn claims(share: &ImageShare, all: &[Arc<ImageShare>]) -> Claims {
             s.name_any(),
         )
     };
-    let mine = order(share);
+    let me = order(share);
     let mut claims = Claims::default();
-    for other in all {
+    // In creation order, so each pair's declarers come earliest first.
+    let mut others: Vec<&Arc<ImageShare>> = all.iter().collect();
+    others.sort_by_cached_key(|s| order(s));
+    for other in others {
         if other.uid() == share.uid() || other.metadata.deletion_timestamp.is_some() {
             continue;
         }
+        let theirs = cloud(other);
+        let same_cloud = theirs.is_some() && theirs == mine;
         let producer = other.spec.producer.is_some();
         let status = other.status.as_ref();
         let processed = status.is_some_and(|s| s.observed_generation == other.metadata.generation);
-        let theirs_all = super::projects::declared(other);
-        if producer && !processed {
-            // An image given by ID (as Glance writes it) is the only one it can resolve to.
+        let resolved = status.is_some_and(|s| !s.images.is_empty());
+        let declared = super::projects::declared(other);
+        let unsure = !processed || (theirs.is_none() && resolved);
+        if producer && unsure && (theirs.is_none() || same_cloud) && !hold_expired(other) {
+            // An image given by ID is the only one it can resolve to.
             let image = other
                 .spec
                 .image
                 .id
-                .as_ref()
-                .filter(|id| id.len() == 36)
-                .map(|id| id.to_ascii_lowercase());
-            claims.waiting.extend(
-                theirs_all
-                    .iter()
-                    .map(|m| (image.clone(), m.project.clone())),
-            );
+                .as_deref()
+                .map(crate::api::canonical_image_id);
+            claims
+                .waiting
+                .extend(declared.iter().map(|m| (image.clone(), m.project.clone())));
         }
-        // A suspended object changes nothing, so it owns no aspect (it still protects).
-        let earlier = order(other) < mine && !other.spec.suspend;
-        let images = status.iter().flat_map(|s| s.images.iter().map(|i| &i.id));
-        for image in images {
-            for theirs in &theirs_all {
-                let pair = (image.clone(), theirs.project.clone());
-                if producer {
-                    claims.protected.insert(pair.clone());
-                }
-                if !earlier {
-                    continue;
-                }
-                let Some(ours) = share
-                    .spec
-                    .members
-                    .iter()
-                    .find(|m| m.project == theirs.project)
-                else {
-                    continue;
+        if !same_cloud {
+            continue;
+        }
+        let ledger = super::ledger::Ledger::from_entries(status.map_or(&[], |s| &s.ledger));
+        // Stalled on a failure that needs a person (not a conflict of its own): it cannot
+        // make writes now, so it neither makes them for others nor takes over a removal.
+        let stalled = status.is_some_and(|s| {
+            let has = |type_: &str, field: &dyn Fn(&Condition) -> bool| {
+                s.conditions.iter().any(|c| c.type_ == type_ && field(c))
+            };
+            has("Stalled", &|c| c.status == "True") && !has("Ready", &|c| c.reason == "Conflict")
+        });
+        let active = !other.spec.suspend && !stalled;
+        let revokes = producer && active;
+        for image in status.iter().flat_map(|s| s.images.iter().map(|i| &i.id)) {
+            for member in &declared {
+                let pair = (image.clone(), member.project.clone());
+                let declarer = Declarer {
+                    key: key(other),
+                    producer,
+                    status: member.status,
+                    earlier: order(other) < me,
+                    active,
+                    holds: revokes && ledger.contains(&pair),
                 };
-                if producer && share.spec.producer.is_some() {
-                    claims.add.entry(pair.clone()).or_insert_with(|| key(other));
-                }
-                if ours.status.is_some() && theirs.status.is_some() {
-                    claims.status.entry(pair).or_insert_with(|| key(other));
-                }
+                claims.declared.entry(pair).or_default().push(declarer);
             }
         }
     }
     claims
 }
 
+/// When the operator first saw each unprocessed object generation, so an object that is
+/// never processed holds back removals for [`HOLD_LIMIT`] at most.
+#[derive(Debug, Default)]
+pub struct HoldClock(Mutex<HashMap<(String, i64), Instant>>);
+
+impl HoldClock {
+    /// Whether `other` (unprocessed at its current generation) has held back removals for
+    /// longer than [`HOLD_LIMIT`] since this operator first saw that generation.
+    pub fn expired(&self, other: &ImageShare, now: Instant) -> bool {
+        let key = (
+            other.uid().unwrap_or_default(),
+            other.metadata.generation.unwrap_or(0),
+        );
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget generations long gone (an edit or a deletion leaves its entry behind).
+        seen.retain(|_, at| now.saturating_duration_since(*at) < FORGET_AFTER);
+        let first = *seen.entry(key).or_insert(now);
+        now.saturating_duration_since(first) >= HOLD_LIMIT
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ImageShareStatus, ImageStatus, MemberStatus};
+    use crate::api::{ImageShareStatus, ImageStatus, LedgerEntry};
     use crate::controller::fixtures::{self, SpecExt};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const CLOUD: &str = "https://keystone.example/v3 https://glance.example";
 
     /// How the other object in a row of the table is set up.
     #[derive(Clone, Copy, Debug)]
@@ -143,8 +249,12 @@ mod tests {
         processed: bool,
         earlier: bool,
         deleting: bool,
-        with_status: bool,
+        status: Option<MemberStatus>,
         suspended: bool,
+        in_ledger: bool,
+        cloud: Option<&'static str>,
+        stalled: bool,
+        orphan: bool,
     }
 
     const TRUSTED: Other = Other {
@@ -153,8 +263,12 @@ mod tests {
         processed: true,
         earlier: true,
         deleting: false,
-        with_status: false,
+        status: None,
         suspended: false,
+        in_ledger: true,
+        cloud: Some(CLOUD),
+        stalled: false,
+        orphan: false,
     };
 
     fn object(name: &str, created: i64, spec: crate::api::ImageShareSpec) -> ImageShare {
@@ -168,38 +282,48 @@ mod tests {
         s
     }
 
-    #[test]
-    fn an_unprocessed_object_naming_its_image_by_id_holds_back_removals_on_that_image_only() {
-        let id = "1C779BEC-127F-47EB-8356-140D685991DD";
-        let mut spec = fixtures::spec().member("p", None);
-        spec.image.id = Some(id.into());
-        let unprocessed = Arc::new(object("other", 100, spec));
-        let mine = object("mine", 200, fixtures::spec());
-        let c = claims(&mine, &[unprocessed]);
-        let pair = |image: &str| (image.to_string(), "p".to_string());
-        assert!(c.waits_for(&pair(&id.to_ascii_lowercase())));
-        assert!(!c.waits_for(&pair("another-image")));
-    }
-
     fn other(o: Other) -> ImageShare {
         let spec = if o.producer {
             fixtures::spec()
         } else {
             fixtures::spec().without_producer()
         };
-        let spec = if o.with_status {
-            spec.member_with_consumer("p", MemberStatus::Accepted, "team-p")
-        } else {
-            spec.member("p", None)
+        let spec = match o.status {
+            Some(status) => spec.member_with_consumer("p", status, "team-p"),
+            None => spec.member("p", None),
         };
         let mut s = object("other", if o.earlier { 100 } else { 300 }, spec);
         s.spec.suspend = o.suspended;
+        if o.orphan {
+            s.spec.deletion_policy = crate::api::DeletionPolicy::Orphan;
+        }
         s.status = Some(ImageShareStatus {
             observed_generation: Some(if o.processed { 2 } else { 1 }),
+            cloud: o.cloud.map(str::to_string),
             images: if o.resolved {
                 vec![ImageStatus {
                     id: "img".into(),
                     ..ImageStatus::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            ledger: if o.in_ledger && o.producer {
+                vec![LedgerEntry {
+                    images: vec!["img".into()],
+                    projects: vec!["p".into()],
+                }]
+            } else {
+                Vec::new()
+            },
+            conditions: if o.stalled {
+                vec![Condition {
+                    type_: "Stalled".into(),
+                    status: "True".into(),
+                    reason: "CredentialsInvalid".into(),
+                    message: String::new(),
+                    observed_generation: Some(2),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
                 }]
             } else {
                 Vec::new()
@@ -212,93 +336,128 @@ mod tests {
         s
     }
 
-    fn mine(producer: bool, with_status: bool) -> ImageShare {
-        let status = with_status.then_some(MemberStatus::Accepted);
-        let mut spec = fixtures::spec().member("p", status);
-        if !producer {
-            spec = spec.without_producer();
-        }
-        object("mine", 200, spec)
+    fn mine() -> ImageShare {
+        object("mine", 200, fixtures::spec().member("p", None))
     }
 
     fn pair() -> Pair {
         ("img".to_string(), "p".to_string())
     }
 
-    /// (case, other object, mine has producer, mine sets status,
-    ///  expected: protected, add owned by other, status owned by other, waiting)
+    fn never_expired(_: &ImageShare) -> bool {
+        false
+    }
+
+    /// What `mine` must respect about pair (img, p): [protected, handed over when it lets
+    /// go, the add is the other's, the status is the other's, removals wait].
+    fn verdict(o: Other) -> [bool; 5] {
+        let me = mine();
+        let all = vec![Arc::new(me.clone()), Arc::new(other(o))];
+        let c = claims(&me, Some(CLOUD), &all, &never_expired);
+        [
+            c.protector(&pair()).is_some(),
+            c.held_elsewhere(&pair()),
+            c.adder(&pair()).is_some(),
+            c.status_setter(&pair()).is_some(),
+            c.waits_for(&pair()),
+        ]
+    }
+
     #[test]
-    fn trust_and_conflict_table() {
-        let table: Vec<(&str, Other, bool, bool, [bool; 4])> = vec![
+    fn trust_and_overlap_table() {
+        let accepted = Some(MemberStatus::Accepted);
+        let table: Vec<(&str, Other, [bool; 5])> = vec![
             (
-                "trusted producer protects and owns the add",
+                "trusted producer: protects, takes over, adds",
                 TRUSTED,
-                true,
-                false,
-                [true, true, false, false],
+                [true, true, true, false, false],
             ),
             (
-                "later producer protects but owns nothing",
+                "later producer protects and takes over but leaves the add to this one",
                 Other {
                     earlier: false,
                     ..TRUSTED
                 },
-                true,
-                false,
-                [true, false, false, false],
+                [true, true, false, false, false],
             ),
             (
-                "consumer-only object never protects",
+                "another cloud claims nothing (a tenant's own endpoint)",
                 Other {
-                    producer: false,
-                    with_status: true,
+                    cloud: Some("https://keystone.example/v3 http://127.0.0.1:9999"),
                     ..TRUSTED
                 },
-                true,
-                false,
-                [false, false, false, false],
+                [false, false, false, false, false],
             ),
             (
-                "consumer-only object never blocks an add, only a status",
+                "a processed object of unknown cloud claims nothing",
                 Other {
-                    producer: false,
-                    with_status: true,
+                    cloud: None,
+                    resolved: false,
                     ..TRUSTED
                 },
-                true,
-                true,
-                [false, false, true, false],
+                [false, false, false, false, false],
             ),
             (
-                "earlier consumer-only without status claims nothing",
+                "consumer-only object never protects nor adds, only sets its status",
                 Other {
                     producer: false,
+                    status: accepted,
                     ..TRUSTED
                 },
-                true,
-                true,
-                [false, false, false, false],
+                [false, false, false, true, false],
             ),
             (
-                "unresolved producer protects nothing",
+                "suspended producer protects but never takes over, adds nor sets",
+                Other {
+                    suspended: true,
+                    status: accepted,
+                    ..TRUSTED
+                },
+                [true, false, false, false, false],
+            ),
+            (
+                "stalled producer (credentials refused) protects, neither takes over nor writes",
+                Other {
+                    stalled: true,
+                    status: accepted,
+                    ..TRUSTED
+                },
+                [true, false, false, false, false],
+            ),
+            (
+                "an Orphan producer that holds the pair takes it over too",
+                Other {
+                    orphan: true,
+                    ..TRUSTED
+                },
+                [true, true, true, false, false],
+            ),
+            (
+                "producer that has not recorded the pair protects without taking over",
+                Other {
+                    in_ledger: false,
+                    ..TRUSTED
+                },
+                [true, false, true, false, false],
+            ),
+            (
+                "unresolved new producer holds back removals only",
                 Other {
                     resolved: false,
                     processed: false,
+                    cloud: None,
                     ..TRUSTED
                 },
-                true,
-                false,
-                [false, false, false, true],
+                [false, false, false, false, true],
             ),
             (
-                "resolved to nothing protects nothing and does not hold removals",
+                "unprocessed producer on another cloud holds nothing back",
                 Other {
-                    resolved: false,
+                    processed: false,
+                    cloud: Some("https://other/v3 https://g"),
                     ..TRUSTED
                 },
-                true,
-                false,
-                [false, false, false, false],
+                [false, false, false, false, false],
             ),
             (
                 "unprocessed edit of a resolved producer protects and holds removals",
@@ -306,9 +465,15 @@ mod tests {
                     processed: false,
                     ..TRUSTED
                 },
-                true,
-                false,
-                [true, true, false, true],
+                [true, true, true, false, true],
+            ),
+            (
+                "a status from before clouds were recorded holds removals until its next pass",
+                Other {
+                    cloud: None,
+                    ..TRUSTED
+                },
+                [false, false, false, false, true],
             ),
             (
                 "object being deleted claims nothing",
@@ -316,73 +481,79 @@ mod tests {
                     deleting: true,
                     ..TRUSTED
                 },
-                true,
-                false,
-                [false, false, false, false],
+                [false, false, false, false, false],
             ),
             (
-                "suspended object protects but blocks no add nor status",
+                "both manage the status: the earlier sets it",
                 Other {
-                    suspended: true,
-                    with_status: true,
+                    status: accepted,
                     ..TRUSTED
                 },
-                true,
-                true,
-                [true, false, false, false],
-            ),
-            (
-                "both set the status: the earlier sets it",
-                Other {
-                    with_status: true,
-                    ..TRUSTED
-                },
-                true,
-                true,
-                [true, true, true, false],
-            ),
-            (
-                "consumer-only mine: the producer's add is not mine to conflict with",
-                TRUSTED,
-                false,
-                true,
-                [true, false, false, false],
+                [true, true, true, true, false],
             ),
         ];
-        for (case, o, producer, with_status, [protected, add, status, waiting]) in table {
-            let me = mine(producer, with_status);
-            let all = vec![Arc::new(me.clone()), Arc::new(other(o))];
-            let c = claims(&me, &all);
-            assert_eq!(
-                c.protected.contains(&pair()),
-                protected,
-                "{case}: protected"
-            );
-            assert_eq!(c.add.contains_key(&pair()), add, "{case}: add owned");
-            assert_eq!(
-                c.status.contains_key(&pair()),
-                status,
-                "{case}: status owned"
-            );
-            let any_image = |i: &str| c.waits_for(&(i.to_string(), "p".to_string()));
-            assert_eq!(any_image("img"), waiting, "{case}: waiting");
+        for (case, o, expected) in table {
+            assert_eq!(verdict(o), expected, "{case}");
         }
+    }
+
+    #[test]
+    fn an_unprocessed_object_naming_its_image_by_id_holds_back_removals_on_that_image_only() {
+        let id = "1C779BEC127F47EB8356140D685991DD";
+        let mut spec = fixtures::spec().member("p", None);
+        spec.image.id = Some(id.into());
+        let unprocessed = Arc::new(object("other", 100, spec));
+        let c = claims(&mine(), Some(CLOUD), &[unprocessed], &never_expired);
+        let pair = |image: &str| (image.to_string(), "p".to_string());
+        assert!(c.waits_for(&pair("1c779bec-127f-47eb-8356-140d685991dd")));
+        assert!(!c.waits_for(&pair("another-image")));
+    }
+
+    #[test]
+    fn an_unprocessed_object_holds_back_removals_for_a_bounded_time() {
+        let o = Other {
+            resolved: false,
+            processed: false,
+            cloud: None,
+            ..TRUSTED
+        };
+        let all = vec![Arc::new(other(o))];
+        let clock = HoldClock::default();
+        let start = Instant::now();
+        let at = |t: Instant| claims(&mine(), Some(CLOUD), &all, &|s| clock.expired(s, t));
+        assert!(at(start).waits_for(&pair()));
+        assert!(at(start + HOLD_LIMIT / 2).waits_for(&pair()));
+        assert!(!at(start + HOLD_LIMIT).waits_for(&pair()), "the hold ends");
     }
 
     #[test]
     fn an_object_never_claims_against_itself() {
         let me = other(TRUSTED);
-        let c = claims(&me, &[Arc::new(me.clone())]);
+        let c = claims(&me, Some(CLOUD), &[Arc::new(me.clone())], &never_expired);
         assert_eq!(c, Claims::default());
     }
 
     #[test]
-    fn conflicts_name_the_earlier_object() {
-        let me = mine(true, false);
-        let all = vec![Arc::new(me.clone()), Arc::new(other(TRUSTED))];
+    fn declarers_come_earliest_first_and_are_named_in_messages() {
+        let late = Arc::new(object("late", 300, fixtures::spec().member("p", None)));
+        let mut early = other(TRUSTED);
+        early.metadata.uid = Some("early".into());
+        early.metadata.name = Some("early".into());
+        early.metadata.namespace = Some("early".into());
+        let mut late_obj = (*late).clone();
+        late_obj.status = early.status.clone();
+        let all = vec![Arc::new(late_obj), Arc::new(early)];
+        let c = claims(&mine(), Some(CLOUD), &all, &never_expired);
+        let keys: Vec<&str> = c
+            .declarers(&pair())
+            .iter()
+            .map(|d| d.key.as_str())
+            .collect();
+        assert_eq!(keys, ["early/early", "late/late"]);
         assert_eq!(
-            claims(&me, &all).owner(&pair()),
-            Some(&"other/other".to_string())
+            c.adder(&pair()).map(|d| d.key.as_str()),
+            Some("early/early")
         );
+        assert_eq!(c.names(&pair()).as_deref(), Some("early/early, late/late"));
     }
 }

@@ -64,7 +64,20 @@ pub fn next(pass: Result<&Report, &Failure>, resync: Duration) -> Next {
         return Next::After(DEFERRED_RETRY);
     }
     let hold = report.held.values().map(|h| h.left).min();
-    Next::After(hold.map_or(resync, |h| h.min(resync)))
+    let kept = (report.kept > 0).then_some(KEPT_RETRY);
+    let soonest = hold.into_iter().chain(kept).min();
+    Next::After(soonest.map_or(resync, |h| h.min(resync)))
+}
+
+/// How soon an object that keeps pairs for another object that declares them (without
+/// holding them yet) looks again: that object may have let go, or taken them over.
+pub const KEPT_RETRY: Duration = Duration::from_secs(30);
+
+/// The longest a pass may take: its resync period, at most two minutes. A pass that runs
+/// longer (an endpoint that answers slowly or without end) stops with a transient failure
+/// that names it; what it changed so far is safe (the ledger is written before any add).
+pub fn deadline(resync: Duration) -> Duration {
+    resync.min(Duration::from_secs(120))
 }
 
 /// One pass for a live object.
@@ -83,17 +96,34 @@ pub async fn sync(
     }
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     guard(share, &mut sessions, &ctx.guard_writes).await;
+    let resync = resync_period(share, ctx);
+    let mut version = share.metadata.resource_version.clone();
     // The pass works on the members the spec stands for once names and the project
     // selector are resolved; the status it writes keeps the spec as written.
-    let (effective, pass) = match projects::resolve(share, &mut sessions).await {
-        Ok(resolved) => {
-            let effective = projects::with_effective_members(share, &resolved);
-            let pass = run(&effective, api, ctx, &mut sessions, resolved).await?;
-            (effective, pass)
+    let stages = async {
+        match projects::resolve(share, &mut sessions).await {
+            Ok(resolved) => {
+                let effective = projects::with_effective_members(share, &resolved);
+                let pass = run(&effective, api, ctx, &mut sessions, resolved, &mut version).await?;
+                Ok::<_, Error>((effective.spec.clone(), pass))
+            }
+            Err(failure) => Ok((share.spec.clone(), Err(failure))),
         }
-        Err(failure) => (std::borrow::Cow::Borrowed(share), Err(failure)),
     };
-    let status = write_status(share, &effective.spec, api, ctx, pass.as_ref()).await?;
+    let limit = deadline(resync);
+    let (effective, pass) = match tokio::time::timeout(limit, stages).await {
+        Ok(done) => done?,
+        Err(_) => {
+            warn!(seconds = limit.as_secs(), "pass deadline reached; stopped");
+            let message = format!(
+                "the pass did not finish within {}s (an OpenStack endpoint answered too slowly \
+                 or without end); it stopped there and is retried",
+                limit.as_secs()
+            );
+            (share.spec.clone(), Err(Failure::transient(message)))
+        }
+    };
+    let status = write_status(share, &effective, api, ctx, pass.as_ref(), version).await?;
     if let Ok(report) = &pass {
         events::steps(share, ctx, &report.outcomes).await;
     }
@@ -103,7 +133,7 @@ pub async fn sync(
         .and_then(|c| Reason::parse(&c.reason))
         .unwrap_or(Reason::TransientError);
     ctx.metrics.count_pass(reason);
-    let resync = backoff::jitter(resync_period(share, ctx));
+    let resync = backoff::jitter(resync);
     Ok(match next(pass.as_ref(), resync) {
         Next::Backoff {
             retry_after,
@@ -130,6 +160,7 @@ async fn run(
     ctx: &Context,
     sessions: &mut Sessions<'_>,
     projects: Vec<ResolvedProject>,
+    version: &mut Option<String>,
 ) -> Result<Result<Report, Failure>, Error> {
     let observed = match observe::observe(share, sessions).await {
         Ok(observed) => observed,
@@ -137,11 +168,17 @@ async fn run(
     };
     // Claims are taken after the member lists were read, so a member another object has
     // just added (after recording it) is seen as that object's, not removed and re-added.
-    let claims = overlap::claims(share, &ctx.store.state());
+    let now = Instant::now();
+    let expired = |other: &ImageShare| ctx.holds.expired(other, now);
+    let claims = overlap::claims(
+        share,
+        observed.cloud.as_deref(),
+        &ctx.store.state(),
+        &expired,
+    );
     let key = ObjectRef::from_obj(share);
     let held = contests(share, ctx, &key, &observed).await;
     let previous = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
-    let now = Instant::now();
     let history = plan::History {
         held: held.keys().cloned().collect(),
         sighted: ctx.sightings.confirmed(&key, now),
@@ -150,6 +187,7 @@ async fn run(
     ctx.sightings.record(&key, &plan.sightings, now);
     let mut report = Report {
         deferred: plan.deferred,
+        kept: plan.kept,
         held,
         ledger: previous.clone(),
         projects,
@@ -157,9 +195,10 @@ async fn run(
     };
     if !share.spec.suspend {
         if !plan.ledger.is_subset(&previous) {
-            record_ledger(share, api, &observed, &plan, &report.projects).await?;
+            *version =
+                record_ledger(share, api, ctx, &observed, &plan, &report.projects, version).await?;
         }
-        report.outcomes = apply::apply(share, sessions, plan.steps.clone()).await;
+        report.outcomes = apply::apply(share, sessions, plan.steps.clone(), &ctx.fence).await;
         for (step, outcome) in &report.outcomes {
             if let (Step::SetStatus { status, .. }, Outcome::Done) = (step, outcome) {
                 ctx.contests
@@ -241,24 +280,28 @@ async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>, own: &guard::Own
     }
 }
 
-/// Records the grown ledger (and the resolved images, so other objects see the claim)
-/// before any member is added, so a crash after an add cannot forget it.
+/// Records the grown ledger (and the resolved images and cloud, so other objects see the
+/// claim) before any member is added, so a crash after an add cannot forget it. The write
+/// carries the resourceVersion the ledger was computed from (`version`); returns the new one.
 async fn record_ledger(
     share: &ImageShare,
     api: &Api<ImageShare>,
+    ctx: &Context,
     observed: &Observed,
     plan: &Plan,
     projects: &[ResolvedProject],
-) -> Result<(), Error> {
+    version: &Option<String>,
+) -> Result<Option<String>, Error> {
     let mut status = share.status.clone().unwrap_or_default();
     status.ledger = plan.ledger.to_entries();
     status.projects = projects.to_vec();
     status.images = observed.images.iter().map(ObservedImage::status).collect();
+    status.cloud = observed.cloud.clone();
     if status.conditions.is_empty() {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         status.conditions = status::first_conditions(share.metadata.generation, &now);
     }
-    patch_status(share, api, &status).await
+    patch_status(share, api, ctx, &status, version).await
 }
 
 /// Builds and (only if changed) writes the status; emits an Event when Ready's reason changes.
@@ -268,6 +311,7 @@ async fn write_status(
     api: &Api<ImageShare>,
     ctx: &Context,
     pass: Result<&Report, &Failure>,
+    version: Option<String>,
 ) -> Result<ImageShareStatus, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = share.status.as_ref();
@@ -283,8 +327,13 @@ async fn write_status(
         );
         return Ok(previous.clone());
     }
+    if !ctx.fence.may_write() {
+        // Nothing written: no "ready changed" log line and no Event either.
+        warn!("not the leader any more: status write skipped");
+        return Ok(new);
+    }
     new.last_sync_time = Some(now);
-    patch_status(share, api, &new).await?;
+    patch_status(share, api, ctx, &new, &version).await?;
 
     let old_reason = share.ready_condition().map(|c| c.reason.clone());
     if let Some(ready) = new.conditions.first()
@@ -302,24 +351,37 @@ async fn write_status(
     Ok(new)
 }
 
-/// The one status writer: a server-side apply of the whole status under [`MANAGER`].
+/// The one status writer: a server-side apply of the whole status under [`MANAGER`], with
+/// the resourceVersion it was computed from as a precondition (the ledger in it must not
+/// overwrite a newer one: a conflict fails the pass, and the next one starts afresh).
+/// Returns the new resourceVersion. Skipped (one log line) once this replica may no longer
+/// write: the fence never reopens in a term, so the Glance writes of the same pass are
+/// refused too.
 async fn patch_status(
     share: &ImageShare,
     api: &Api<ImageShare>,
+    ctx: &Context,
     status: &ImageShareStatus,
-) -> Result<(), Error> {
+    version: &Option<String>,
+) -> Result<Option<String>, Error> {
+    if !ctx.fence.may_write() {
+        warn!("not the leader any more: status write skipped");
+        return Ok(version.clone());
+    }
     let patch = serde_json::json!({
         "apiVersion": ImageShare::api_version(&()),
         "kind": ImageShare::kind(&()),
+        "metadata": {"resourceVersion": version},
         "status": status,
     });
-    api.patch_status(
-        &share.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &share.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+    Ok(written.metadata.resource_version)
 }
 
 /// The object's resync period (spec, else the operator default), kept within 30s..24h even
@@ -335,8 +397,10 @@ fn resync_period(share: &ImageShare, ctx: &Context) -> Duration {
 }
 
 /// What a pass would see and do (the `plan` command).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Preview {
+    /// The spec a pass works on: names and the project selector resolved to project IDs.
+    pub spec: ImageShareSpec,
     /// The projects resolved through Keystone (names, the project selector).
     pub projects: Vec<ResolvedProject>,
     /// What Glance shows.
@@ -358,7 +422,7 @@ pub async fn preview(
     let resolved = projects::resolve(share, sessions).await?;
     let share = &projects::with_effective_members(share, &resolved);
     let observed = observe::observe(share, sessions).await?;
-    let claims = overlap::claims(share, all);
+    let claims = overlap::claims(share, observed.cloud.as_deref(), all, &|_| false);
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
     let images = &observed.images;
     let first = plan::plan(&share.spec, images, &ledger, &claims, &Default::default());
@@ -369,6 +433,7 @@ pub async fn preview(
     };
     let plan = plan::plan(&share.spec, images, &ledger, &claims, &history);
     Ok(Preview {
+        spec: share.spec.clone(),
         projects: resolved,
         observed,
         claims,

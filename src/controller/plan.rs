@@ -135,6 +135,11 @@ pub struct Plan {
     pub deferred: bool,
     /// Removals held back (counted when `deferred`).
     pub waiting: usize,
+    /// Pairs this object no longer declares but keeps in its ledger (no removal) because
+    /// another object declares them without holding them in its own ledger yet (suspended,
+    /// failing, not processed): removed once that object lets go, handed over once it holds
+    /// them. The caller comes back sooner than the resync to see which.
+    pub kept: usize,
     /// Undeclared members Exclusive would remove, seen in this pass: the next pass removes
     /// those it sees again.
     pub sightings: BTreeSet<Pair>,
@@ -189,7 +194,7 @@ pub fn plan(
         for member in &spec.members {
             let pair = (image.id.clone(), member.project.clone());
             declared.insert(pair.clone());
-            let ours = producer && !claims.add.contains_key(&pair);
+            let ours = producer && claims.adder(&pair).is_none();
             let observed = match image.members.get(&member.project) {
                 Some(status) => {
                     // Declared and present: this object takes part in owning it, also when an
@@ -211,7 +216,7 @@ pub fn plan(
             };
             if let (Some(current), Some(desired)) = (observed, member.status)
                 && current != desired
-                && !claims.status.contains_key(&pair)
+                && claims.status_setter(&pair).is_none()
                 && !history.held.contains(&pair)
             {
                 steps.push(Step::SetStatus {
@@ -237,12 +242,18 @@ pub fn plan(
     let observed: BTreeMap<&str, &ObservedImage> =
         images.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut waiting = 0;
+    let mut kept = 0;
     let mut sightings = BTreeSet::new();
     let mut unsighted = 0;
     let mut remove = |pair: &Pair, steps: &mut Vec<Step>, next: &mut Ledger| {
-        if claims.protected.contains(pair) {
-            // Another trusted object declares it: it is that object's to remove.
-            next.remove(pair);
+        if claims.protector(pair).is_some() {
+            // Another trusted object declares it. It becomes that object's to remove only
+            // once that object holds it in its own ledger; until then this one keeps it.
+            if claims.held_elsewhere(pair) {
+                next.remove(pair);
+            } else {
+                kept += 1;
+            }
         } else if claims.waits_for(pair) {
             waiting += 1;
         } else if let Some(image) = observed.get(pair.0.as_str()) {
@@ -272,7 +283,7 @@ pub fn plan(
                 let pair = (image.id.clone(), project.clone());
                 if declared.contains(&pair)
                     || ledger.contains(&pair)
-                    || claims.protected.contains(&pair)
+                    || claims.protector(&pair).is_some()
                 {
                     continue;
                 }
@@ -290,20 +301,32 @@ pub fn plan(
         steps,
         deferred: waiting > 0,
         waiting,
+        kept,
         sightings,
         ledger: next,
     }
 }
 
 /// The removals a `Delete` deletion policy makes: every ledger pair, except pairs another
-/// trusted object declares. The removals are calls on the pairs themselves (404 counts as
-/// done), so an image that is gone or fails does not hold back the others. Removals of
-/// projects an unprocessed producer object declares wait (`deferred`).
+/// object holds in its own ledger (it takes over). The removals are calls on the pairs
+/// themselves, so an image that is gone or fails does not hold back the others. Removals
+/// wait (`deferred`) for an active object that declares the pair but does not hold it yet
+/// (its next pass records it), and for projects an unprocessed producer object declares. A
+/// suspended declarer that never recorded the pair does not keep it: it changes nothing, so
+/// nobody would ever revoke it.
 pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
-    let waiting = ledger.iter().filter(|pair| claims.waits_for(pair)).count();
+    let waits = |pair: &Pair| {
+        claims.waits_for(pair)
+            || (!claims.held_elsewhere(pair)
+                && claims
+                    .declarers(pair)
+                    .iter()
+                    .any(|d| d.producer && d.active))
+    };
+    let waiting = ledger.iter().filter(|pair| waits(pair)).count();
     let steps = ledger
         .iter()
-        .filter(|pair| !claims.protected.contains(*pair) && !claims.waits_for(pair))
+        .filter(|pair| !claims.held_elsewhere(pair) && !waits(pair))
         .map(|(image, project)| Step::Remove {
             image: image.clone(),
             project: project.clone(),
@@ -502,10 +525,7 @@ mod tests {
     #[test]
     fn exclusive_share_keeps_member_a_trusted_imageshare_declares() {
         let spec = spec().member("a", None).exclusive();
-        let claims = Claims {
-            protected: BTreeSet::from([pair("img", "x")]),
-            ..Claims::default()
-        };
+        let claims = fixtures::earlier_claim("team/first", &[("img", "x")]);
         let plan = with(
             &spec,
             &[declared_a_and_undeclared_x()],
@@ -567,10 +587,13 @@ mod tests {
     #[test]
     fn a_status_set_by_an_earlier_consumer_only_imageshare_does_not_stop_the_add() {
         let spec = spec().member_with_consumer("a", MemberStatus::Accepted, "team-a");
-        let claims = Claims {
-            status: BTreeMap::from([(pair("img", "a"), "tenant/accept".to_string())]),
-            ..Claims::default()
+        let consumer_only = fixtures::Declarer {
+            producer: false,
+            status: Some(MemberStatus::Accepted),
+            holds: false,
+            ..fixtures::declarer("tenant/accept")
         };
+        let claims = fixtures::claims_of(&consumer_only, &[("img", "a")]);
         let plan = with(&spec, &[image("img", &[])], &Ledger::default(), &claims);
         assert_eq!(plan.steps, vec![add("img", "a")]);
     }
@@ -655,20 +678,54 @@ mod tests {
     }
 
     #[test]
-    fn stale_pair_a_trusted_imageshare_declares_is_left_to_it() {
+    fn stale_pair_another_imageshare_holds_in_its_ledger_is_handed_over() {
         let spec = spec().member("a", None);
         let observed = image(
             "img",
             &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
         );
-        let claims = Claims {
-            protected: BTreeSet::from([pair("img", "b")]),
-            ..Claims::default()
-        };
+        let claims = fixtures::earlier_claim("team/first", &[("img", "b")]);
         let before = ledger(&[("img", "a"), ("img", "b")]);
         let plan = with(&spec, &[observed], &before, &claims);
         assert!(plan.steps.is_empty());
         assert_eq!(plan.ledger, ledger(&[("img", "a")]));
+        assert_eq!(plan.kept, 0);
+    }
+
+    #[test]
+    fn stale_pair_a_protector_never_granted_stays_in_the_ledger_without_a_removal() {
+        let spec = spec().member("a", None);
+        let observed = image(
+            "img",
+            &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
+        );
+        let before = ledger(&[("img", "a"), ("img", "b")]);
+        for (case, protector) in [
+            (
+                "suspended",
+                fixtures::Declarer {
+                    active: false,
+                    holds: false,
+                    ..fixtures::declarer("team/suspended")
+                },
+            ),
+            (
+                "not recorded yet",
+                fixtures::Declarer {
+                    holds: false,
+                    ..fixtures::declarer("team/failing")
+                },
+            ),
+        ] {
+            let claims = fixtures::claims_of(&protector, &[("img", "b")]);
+            let plan = with(&spec, std::slice::from_ref(&observed), &before, &claims);
+            assert!(plan.steps.is_empty(), "{case}: no removal while declared");
+            assert_eq!(plan.ledger, before, "{case}: still this object's to revoke");
+            assert_eq!(plan.kept, 1, "{case}");
+        }
+        // Once the protector is gone, the next pass removes it.
+        let plan = with(&spec, &[observed], &before, &Claims::default());
+        assert_eq!(plan.steps, vec![removal("img", "b")]);
     }
 
     #[test]
@@ -686,15 +743,33 @@ mod tests {
     }
 
     #[test]
-    fn cleanup_removes_every_ledger_pair_but_those_a_trusted_imageshare_declares() {
+    fn cleanup_removes_every_ledger_pair_but_those_another_imageshare_holds() {
         let before = ledger(&[("i1", "a"), ("i2", "a"), ("i2", "b")]);
-        let claims = Claims {
-            protected: BTreeSet::from([pair("i2", "b")]),
-            ..Claims::default()
-        };
+        let claims = fixtures::earlier_claim("team/first", &[("i2", "b")]);
         let plan = cleanup_plan(&before, &claims);
         assert_eq!(plan.steps, vec![removal("i1", "a"), removal("i2", "a")]);
         assert!(!plan.deferred);
+    }
+
+    #[test]
+    fn cleanup_waits_for_an_active_declarer_to_hold_but_not_for_a_suspended_one() {
+        let before = ledger(&[("i1", "a")]);
+        let pending = fixtures::Declarer {
+            holds: false,
+            ..fixtures::declarer("team/next")
+        };
+        let plan = cleanup_plan(&before, &fixtures::claims_of(&pending, &[("i1", "a")]));
+        assert!(plan.steps.is_empty() && plan.deferred);
+        let suspended = fixtures::Declarer {
+            active: false,
+            ..pending
+        };
+        let plan = cleanup_plan(&before, &fixtures::claims_of(&suspended, &[("i1", "a")]));
+        assert_eq!(
+            plan.steps,
+            vec![removal("i1", "a")],
+            "nobody else would revoke it"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! every pass with the project reader's credentials ([`resolve`]), and [`effective`] turns
 //! the spec plus that resolution into the member list the rest of the pass works on (IDs
 //! only). Another object's members are read the same way from its `status.projects`. A
-//! resolution that fails stops the pass before anything is planned: a Keystone fault or a
-//! renamed project never revokes access.
+//! resolution that fails stops the pass before anything is planned: a Keystone fault, a
+//! truncated list or a renamed project never revokes access. Names match as Keystone may
+//! match them: ignoring letter case ([`same_name`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,26 +13,41 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Failure;
 use super::credentials::Sessions;
 use crate::api::{ImageShare, ImageShareSpec, MemberSpec, Reason, ResolvedProject};
-use crate::openstack::Session;
+use crate::openstack::keystone::{ProjectEntry, same_name};
+use crate::openstack::{self, Session, TerminalKind};
 
 /// Most projects a selector may choose (the most members a spec may list).
 pub const MAX_SELECTED: usize = 1000;
 
 /// Resolves the project names and the selector of `share` through Keystone. Empty when the
-/// spec names projects by ID only.
+/// spec names projects by ID only. A partial Keystone list (truncated by its `list_limit`),
+/// an unexpected answer, a name matching no project or more than one: the pass stops here.
 pub async fn resolve(
     share: &ImageShare,
     sessions: &mut Sessions<'_>,
 ) -> Result<Vec<ResolvedProject>, Failure> {
-    lookup(share, sessions).await.map_err(|mut failure| {
-        if failure.reason == Reason::Forbidden {
-            failure.message.push_str(
-                "; resolving project names and spec.projectSelector needs credentials that \
-                 may list projects: set spec.projectReader (a reader of the domain)",
-            );
+    lookup(share, sessions).await
+}
+
+/// Appended to a Keystone refusal (HTTP 403) of a project or domain lookup.
+const NEEDS_READER: &str = "; resolving project names and spec.projectSelector needs \
+    credentials that may list projects: set spec.projectReader (a reader of the domain)";
+
+/// A failed Keystone lookup as the pass reports it: a refusal (HTTP 403) says which
+/// credentials are needed; anything else (a truncated list, a fault) as classified.
+fn keystone_failure(err: openstack::Error) -> Failure {
+    let refused = matches!(
+        err,
+        openstack::Error::Terminal {
+            kind: TerminalKind::Forbidden,
+            ..
         }
-        failure
-    })
+    );
+    let mut failure = Failure::from(err);
+    if refused {
+        failure.message.push_str(NEEDS_READER);
+    }
+    failure
 }
 
 async fn lookup(
@@ -55,17 +71,9 @@ async fn lookup(
         let domain_id = domains.id(&reader, domain).await?;
         let found = reader
             .list_projects(&domain_id, Some(&member.project), &[])
-            .await?;
-        let [project] = found.as_slice() else {
-            return Err(Failure::new(
-                Reason::ProjectNotFound,
-                format!(
-                    "{} enabled projects named {:?} in domain {domain}, expected one",
-                    found.len(),
-                    member.project
-                ),
-            ));
-        };
+            .await
+            .map_err(keystone_failure)?;
+        let project = one_named(&found, &member.project, domain)?;
         resolved.push(ResolvedProject {
             id: project.id.clone(),
             name: project.name.clone(),
@@ -73,7 +81,16 @@ async fn lookup(
             selected: false,
         });
     }
+    distinct_names(&resolved)?;
     if let Some(selector) = &spec.project_selector {
+        if selector.tags.is_empty() && !selector.all_projects {
+            // The CRD refuses this; an object that bypassed validation shares with nobody.
+            return Err(Failure::new(
+                Reason::Forbidden,
+                "spec.projectSelector has no tags: set allProjects: true to share with every \
+                 project of the domain",
+            ));
+        }
         let domain_id = domains.id(&reader, &selector.domain).await?;
         let owner = sessions
             .get(&producer.credentials_ref)
@@ -82,7 +99,8 @@ async fn lookup(
             .await?;
         let mut chosen = reader
             .list_projects(&domain_id, None, &selector.tags)
-            .await?;
+            .await
+            .map_err(keystone_failure)?;
         chosen.retain(|p| p.id != owner);
         if chosen.len() > MAX_SELECTED {
             return Err(Failure::new(
@@ -104,6 +122,71 @@ async fn lookup(
     Ok(resolved)
 }
 
+/// The one project Keystone answered for `name` in `domain`. Keystone matches names
+/// case-insensitively on some backends (MySQL), so its answer is read the same way: none is
+/// ProjectNotFound, and more than one (`team-a` and `Team-A`) is ambiguous: the pass stops
+/// rather than pick one. Pure.
+fn one_named<'a>(
+    found: &'a [ProjectEntry],
+    name: &str,
+    domain: &str,
+) -> Result<&'a ProjectEntry, Failure> {
+    let matching: Vec<&ProjectEntry> = found.iter().filter(|p| same_name(&p.name, name)).collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Failure::new(
+            Reason::ProjectNotFound,
+            format!("no enabled project named {name:?} in domain {domain}"),
+        )),
+        more => Err(Failure::new(
+            Reason::ProjectNotFound,
+            format!(
+                "project name {name:?} is ambiguous in domain {domain}: {} enabled projects \
+                 match it ignoring letter case ({}); name the project by its ID",
+                more.len(),
+                describe(more.iter().map(|p| (p.name.as_str(), p.id.as_str())))
+            ),
+        )),
+    }
+}
+
+/// Refuses two different projects of one domain whose names differ only in letter case
+/// (`team-a` and `Team-A`, possible on a Keystone that compares names exactly): the pass
+/// could not tell which spec entry stands for which. Pure.
+fn distinct_names(resolved: &[ResolvedProject]) -> Result<(), Failure> {
+    for (i, a) in resolved.iter().enumerate() {
+        if let Some(b) = resolved[i + 1..].iter().find(|b| {
+            a.id != b.id && same_name(&a.domain, &b.domain) && same_name(&a.name, &b.name)
+        }) {
+            return Err(Failure::new(
+                Reason::ProjectNotFound,
+                format!(
+                    "project names {:?} and {:?} in domain {} differ only in letter case and \
+                     name two projects ({}); name them by their IDs",
+                    a.name,
+                    b.name,
+                    a.domain,
+                    describe([
+                        (a.name.as_str(), a.id.as_str()),
+                        (b.name.as_str(), b.id.as_str())
+                    ])
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `name (id), ...` for a message, at most five.
+fn describe<'a>(projects: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    projects
+        .into_iter()
+        .take(5)
+        .map(|(name, id)| format!("{name:?} ({id})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Domain IDs looked up during one resolution (each domain once).
 #[derive(Default)]
 struct Domains(BTreeMap<String, String>);
@@ -113,15 +196,19 @@ impl Domains {
         if let Some(id) = self.0.get(domain) {
             return Ok(id.clone());
         }
-        let id = reader.domain_id(domain).await?.ok_or_else(|| {
-            Failure::new(
-                Reason::ProjectNotFound,
-                format!(
-                    "no domain {domain:?} (by name or ID) visible to {}",
-                    reader.config().describe()
-                ),
-            )
-        })?;
+        let id = reader
+            .domain_id(domain)
+            .await
+            .map_err(keystone_failure)?
+            .ok_or_else(|| {
+                Failure::new(
+                    Reason::ProjectNotFound,
+                    format!(
+                        "no domain {domain:?} (by name or ID) visible to {}",
+                        reader.config().describe()
+                    ),
+                )
+            })?;
         self.0.insert(domain.to_string(), id.clone());
         Ok(id)
     }
@@ -134,10 +221,27 @@ impl Domains {
 pub fn effective(spec: &ImageShareSpec, projects: &[ResolvedProject]) -> Vec<MemberSpec> {
     let mut seen = BTreeSet::new();
     let mut members = Vec::new();
+    // Matched back as Keystone matched it (letter case aside); of several, only the one
+    // spelled exactly as the spec (a resolution refuses such a spec, see distinct_names).
     let by_name = |m: &MemberSpec| {
-        projects.iter().find(|p| {
-            !p.selected && Some(p.domain.as_str()) == m.domain.as_deref() && p.name == m.project
-        })
+        let domain = m.domain.as_deref()?;
+        let candidates: Vec<&ResolvedProject> = projects
+            .iter()
+            .filter(|p| {
+                !p.selected && same_name(&p.domain, domain) && same_name(&p.name, &m.project)
+            })
+            .collect();
+        match candidates.as_slice() {
+            [one] => Some(*one),
+            more if more.iter().all(|p| p.id == more[0].id) => more.first().copied(),
+            more => {
+                let exact: Vec<_> = more.iter().filter(|p| p.name == m.project).collect();
+                match exact.as_slice() {
+                    [one] => Some(**one),
+                    _ => None,
+                }
+            }
+        }
     };
     let listed = spec.members.iter().filter_map(|m| match &m.domain {
         None => Some(m.clone()),
@@ -213,6 +317,7 @@ mod tests {
             domain: "Default".into(),
             tags: vec!["gpu".into()],
             status: Some(MemberStatus::Accepted),
+            all_projects: false,
         });
         spec
     }
@@ -247,6 +352,82 @@ mod tests {
         let members = effective(&spec, &[found("id-x", "team-a", true)]);
         let ids: Vec<_> = members.iter().map(|m| m.project.as_str()).collect();
         assert_eq!(ids, ["id-1", "id-x"]);
+    }
+
+    fn entry(id: &str, name: &str) -> ProjectEntry {
+        ProjectEntry {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn keystones_answer_is_matched_back_ignoring_letter_case() {
+        // A MySQL-backed Keystone answers `Team-A` to a query for `team-a`.
+        let found = [entry("id-a", "Team-A")];
+        let project = one_named(&found, "team-a", "Default").expect("one project");
+        assert_eq!(project.id, "id-a");
+        let none = one_named(&[], "team-a", "Default").expect_err("no project");
+        assert_eq!(none.reason, Reason::ProjectNotFound);
+        assert!(none.message.contains("\"team-a\""), "{}", none.message);
+    }
+
+    #[test]
+    fn two_projects_matching_one_name_ignoring_case_are_ambiguous_not_picked() {
+        let found = [entry("id-1", "team-a"), entry("id-2", "TEAM-A")];
+        let failure = one_named(&found, "team-a", "Default").expect_err("ambiguous");
+        assert_eq!(failure.reason, Reason::ProjectNotFound);
+        assert!(failure.message.contains("ambiguous"), "{}", failure.message);
+        assert!(failure.message.contains("id-1") && failure.message.contains("id-2"));
+        // Two spec entries that differ in case but name different projects (a Keystone that
+        // compares names exactly): the pass cannot tell them apart either.
+        let resolved = [found_named("id-1", "team-a"), found_named("id-2", "Team-A")];
+        let failure = distinct_names(&resolved).expect_err("ambiguous");
+        assert!(
+            failure.message.contains("letter case"),
+            "{}",
+            failure.message
+        );
+        // The same project reached through two spellings is one member, not a conflict.
+        let same = [found_named("id-1", "Team-A"), found_named("id-1", "Team-A")];
+        distinct_names(&same).expect("one project");
+        // Names in different domains never collide.
+        let mut other_domain = found_named("id-2", "team-a");
+        other_domain.domain = "Corp".into();
+        distinct_names(&[found_named("id-1", "team-a"), other_domain]).expect("two domains");
+    }
+
+    fn found_named(id: &str, name: &str) -> ResolvedProject {
+        found(id, name, false)
+    }
+
+    #[test]
+    fn a_case_only_rename_keeps_the_member() {
+        // The spec says `team-a`; Keystone (matching as MySQL does) resolved it to the
+        // project now spelled `Team-A`. Before, the member was dropped (and so revoked).
+        let mut spec = fixtures::spec();
+        spec.members.push(named("team-a", "Default"));
+        let members = effective(&spec, &[found_named("id-a", "Team-A")]);
+        let ids: Vec<_> = members.iter().map(|m| m.project.as_str()).collect();
+        assert_eq!(ids, ["id-a"]);
+        // The domain as written in the spec, in another case, still matches.
+        let mut resolved = found_named("id-a", "Team-A");
+        resolved.domain = "DEFAULT".into();
+        assert_eq!(effective(&spec, &[resolved]).len(), 1);
+    }
+
+    #[test]
+    fn of_several_case_variants_in_a_status_only_the_exact_spelling_is_taken() {
+        let mut spec = fixtures::spec();
+        spec.members.push(named("team-a", "Default"));
+        let exact = [found_named("id-2", "TEAM-A"), found_named("id-1", "team-a")];
+        let ids: Vec<_> = effective(&spec, &exact)
+            .into_iter()
+            .map(|m| m.project)
+            .collect();
+        assert_eq!(ids, ["id-1"]);
+        let neither = [found_named("id-2", "TEAM-A"), found_named("id-3", "Team-A")];
+        assert!(effective(&spec, &neither).is_empty());
     }
 
     #[test]

@@ -14,7 +14,8 @@ use super::observe::Observed;
 use super::overlap::Claims;
 use super::plan::{ObservedImage, Pair, Step};
 use crate::api::{
-    ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus, Reason,
+    ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus,
+    Membership, Reason,
 };
 
 /// Most member rows written to status; memberCounts counts them all.
@@ -48,6 +49,9 @@ pub struct Report {
     pub ledger: Ledger,
     /// The projects resolved through Keystone for this pass.
     pub projects: Vec<crate::api::ResolvedProject>,
+    /// Pairs no longer declared that stay in the ledger until the object that still
+    /// declares them holds them or lets go ([`super::plan::Plan::kept`]).
+    pub kept: usize,
 }
 
 impl Report {
@@ -158,8 +162,16 @@ pub fn build(
     let mut members: Vec<MemberState> = rows.into_iter().map(|r| r.state).collect();
     // Rows that need attention first; the order is otherwise kept (by image, then spec).
     members.sort_by_key(satisfied);
-    let message =
+    let mut message =
         message.unwrap_or_else(|| ready_message(reason, in_sync, total, &members, images.len()));
+    let kept = pass.map_or(0, |r| r.kept);
+    if kept > 0 {
+        message.push_str(&format!(
+            "; {kept} member(s) no longer declared here stay while another ImageShare that \
+             declares them has not taken them over (suspended or not processed); removed once \
+             it lets go"
+        ));
+    }
     let (member_counts, members_in_sync) = match (pass, previous) {
         // A failed pass keeps the counts of the last one when its rows were cut (the rows
         // left out are not known); otherwise it counts the rows it kept.
@@ -180,6 +192,10 @@ pub fn build(
         members,
         member_counts,
         ledger,
+        cloud: match pass {
+            Ok(report) if report.observed.cloud.is_some() => report.observed.cloud.clone(),
+            _ => previous.and_then(|p| p.cloud.clone()),
+        },
         // This pass's resolution; a failed pass keeps the last one.
         projects: match pass {
             Ok(report) => report.projects.clone(),
@@ -299,25 +315,25 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     | (Step::SetStatus { .. }, Outcome::Unchanged) => {}
                 }
             }
-            let conflict = |owner: &String, what: &str| {
+            let claims = &report.claims;
+            let adder = claims.adder(&pair).filter(|_| spec.producer.is_some());
+            let setter = claims
+                .status_setter(&pair)
+                .filter(|_| member.status.is_some());
+            let contradiction = setter.filter(|(_, theirs)| Some(*theirs) != member.status);
+            let (state, reason, message) = if let Some((other, theirs)) = contradiction {
                 (
                     MemberPhase::Conflict,
                     Some(Reason::Conflict),
                     Some(format!(
-                        "ImageShare {owner} already {what} project {} on image {}",
-                        member.project, image.id
+                        "ImageShare {} (created earlier) keeps project {} on image {} {theirs}; \
+                         this one declares {}",
+                        other.key,
+                        member.project,
+                        image.id,
+                        member.status.map_or("no status".into(), |s| s.to_string())
                     )),
                 )
-            };
-            let (state, reason, message) = if let Some(owner) = report.claims.add.get(&pair) {
-                conflict(owner, "adds")
-            } else if let Some(owner) = report
-                .claims
-                .status
-                .get(&pair)
-                .filter(|_| member.status.is_some())
-            {
-                conflict(owner, "sets the status of")
             } else if let Some(f) = failed {
                 (MemberPhase::Failed, Some(f.reason), Some(f.message.clone()))
             } else if let Some(held) = report.held.get(&pair) {
@@ -343,6 +359,15 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     None,
                     Some("not a member; suspended".into()),
                 )
+            } else if let (None, Some(other)) = (current, adder) {
+                (
+                    MemberPhase::Progressing,
+                    Some(Reason::Progressing),
+                    Some(format!(
+                        "ImageShare {} adds it (both declare it)",
+                        other.key
+                    )),
+                )
             } else if current.is_none() && spec.producer.is_some() && !image.accepts_members() {
                 (
                     MemberPhase::Failed,
@@ -359,6 +384,15 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     Some(Reason::Forbidden),
                     Some("not a member, and no producer to add it".into()),
                 )
+            } else if let Some((other, _)) = setter.filter(|_| current != member.status) {
+                (
+                    MemberPhase::Progressing,
+                    Some(Reason::Progressing),
+                    Some(format!(
+                        "ImageShare {} sets this status (both declare it)",
+                        other.key
+                    )),
+                )
             } else if member.status.is_some() && current != member.status {
                 (
                     MemberPhase::Suspended,
@@ -374,6 +408,14 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
             } else {
                 (MemberPhase::InSync, None, None)
             };
+            // A healthy row names the other objects that declare the member too.
+            let message = match claims.names(&pair).filter(|_| reason.is_none()) {
+                Some(names) => Some(match message {
+                    Some(m) => format!("{m}; also declared by {names}"),
+                    None => format!("also declared by {names}"),
+                }),
+                None => message,
+            };
             rows.push(Row {
                 state: MemberState {
                     image: image.id.clone(),
@@ -386,6 +428,34 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                 reason,
                 declared: true,
             });
+        }
+    }
+    // Exclusive: members nobody here declares that another object on the same cloud does.
+    if spec.membership == Membership::Exclusive && spec.producer.is_some() {
+        for image in &report.observed.images {
+            for project in image.members.keys() {
+                let pair = (image.id.clone(), project.clone());
+                let declared_here = spec.members.iter().any(|m| &m.project == project);
+                let Some(other) = report.claims.protector(&pair).filter(|_| !declared_here) else {
+                    continue;
+                };
+                rows.push(Row {
+                    state: MemberState {
+                        image: image.id.clone(),
+                        project: project.clone(),
+                        status: image.members.get(project).copied(),
+                        desired_status: None,
+                        state: MemberPhase::Conflict,
+                        message: Some(format!(
+                            "ImageShare {} declares it; membership Exclusive would remove it, \
+                             so it stays",
+                            other.key
+                        )),
+                    },
+                    reason: Some(Reason::Conflict),
+                    declared: false,
+                });
+            }
         }
     }
     // Removals that failed (the pair is no longer declared, so it has no row above).
@@ -433,7 +503,7 @@ fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reaso
         Reason::Conflict
     } else if spec.suspend {
         Reason::Suspended
-    } else if report.deferred {
+    } else if report.deferred || has(Reason::Progressing) {
         Reason::Progressing
     } else if has(Reason::AwaitingConsumer) {
         Reason::AwaitingConsumer
@@ -760,17 +830,141 @@ mod tests {
         assert!(after.conditions[0].message.contains("keystone refused"));
     }
 
+    /// (case, this object's spec, the observed member's status, the other object,
+    ///  expected Ready reason, expected row state, text the row message contains)
     #[test]
-    fn conflicting_member_is_reported_on_the_later_imageshare() {
-        let spec = spec().member("a", None);
+    fn overlap_verdicts_agreement_is_in_sync_only_a_contradiction_conflicts() {
+        use crate::controller::fixtures::{Declarer, claims_of, declarer};
+        let accepted = Some(MemberStatus::Accepted);
+        let sets = |status| Declarer {
+            status,
+            ..declarer("team/first")
+        };
+        type Case = (
+            &'static str,
+            ImageShareSpec,
+            Option<MemberStatus>,
+            Declarer,
+            Reason,
+            MemberPhase,
+            &'static str,
+        );
+        let rows: Vec<Case> = vec![
+            (
+                "same member, present: both in sync, the other named",
+                spec().member("a", None),
+                accepted,
+                declarer("team/first"),
+                Reason::InSync,
+                MemberPhase::InSync,
+                "also declared by team/first",
+            ),
+            (
+                "same member, pending, status left to the consumer: healthy, the other named",
+                spec().member("a", None),
+                Some(MemberStatus::Pending),
+                declarer("team/first"),
+                Reason::InSync,
+                MemberPhase::AwaitingConsumer,
+                "not accepted yet; also declared by team/first",
+            ),
+            (
+                "same member and status, set: in sync",
+                spec().member("a", accepted),
+                accepted,
+                sets(accepted),
+                Reason::InSync,
+                MemberPhase::InSync,
+                "also declared by team/first",
+            ),
+            (
+                "same member, not added yet: the earlier one adds it",
+                spec().member("a", None),
+                None,
+                declarer("team/first"),
+                Reason::Progressing,
+                MemberPhase::Progressing,
+                "team/first adds it",
+            ),
+            (
+                "same status, not set yet: the earlier one sets it",
+                spec().member("a", accepted),
+                Some(MemberStatus::Pending),
+                sets(accepted),
+                Reason::Progressing,
+                MemberPhase::Progressing,
+                "team/first sets this status",
+            ),
+            (
+                "different status: a contradiction, on the later object",
+                spec().member("a", accepted),
+                Some(MemberStatus::Rejected),
+                sets(Some(MemberStatus::Rejected)),
+                Reason::Conflict,
+                MemberPhase::Conflict,
+                "keeps project a on image img rejected; this one declares accepted",
+            ),
+            (
+                "the other manages no status: no contradiction",
+                spec().member("a", accepted),
+                accepted,
+                declarer("team/first"),
+                Reason::InSync,
+                MemberPhase::InSync,
+                "also declared by team/first",
+            ),
+        ];
+        for (case, spec, current, other, reason, state, text) in rows {
+            let members: Vec<(&str, MemberStatus)> =
+                current.map(|c| ("a", c)).into_iter().collect();
+            let report = Report {
+                observed: observed(vec![image("img", &members)]),
+                claims: claims_of(&other, &[("img", "a")]),
+                ..Report::default()
+            };
+            let status = build(&spec, Some(1), Ok(&report), None, &now());
+            assert_eq!(ready(&status).1, reason.as_str(), "{case}");
+            assert_eq!(status.members[0].state, state, "{case}");
+            let message = status.members[0].message.as_deref().unwrap_or_default();
+            assert!(message.contains(text), "{case}: {message}");
+        }
+    }
+
+    #[test]
+    fn kept_members_are_said_in_the_ready_message() {
         let report = Report {
-            observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
-            claims: crate::controller::fixtures::earlier_claim("team/first", &[("img", "a")]),
+            observed: observed(vec![image("img", &[("b", MemberStatus::Accepted)])]),
+            kept: 1,
+            ..Report::default()
+        };
+        let status = build(&spec(), Some(1), Ok(&report), None, &now());
+        assert_eq!(ready(&status), ("True", "InSync"));
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("1 member(s) no longer declared here stay")
+        );
+    }
+
+    #[test]
+    fn an_exclusive_object_that_would_remove_what_another_declares_is_in_conflict() {
+        let spec = spec().member("a", None).exclusive();
+        let report = Report {
+            observed: observed(vec![image(
+                "img",
+                &[("a", MemberStatus::Accepted), ("x", MemberStatus::Accepted)],
+            )]),
+            claims: crate::controller::fixtures::earlier_claim("team/first", &[("img", "x")]),
             ..Report::default()
         };
         let status = build(&spec, Some(1), Ok(&report), None, &now());
         assert_eq!(ready(&status), ("False", "Conflict"));
         assert!(status.conditions[0].message.contains("team/first"));
+        assert_eq!(
+            status.members_in_sync.as_deref(),
+            Some("1/1"),
+            "the declared member is fine"
+        );
     }
 
     #[test]

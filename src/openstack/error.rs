@@ -25,7 +25,8 @@ pub enum TerminalKind {
     Forbidden,
     /// Glance's per-image member limit is reached (HTTP 413).
     MemberQuotaExceeded,
-    /// The request was refused as invalid (HTTP 400 and other 4xx).
+    /// The request was refused as invalid (HTTP 400 and other 4xx), or cannot be answered
+    /// in full as asked (a Keystone list cut short by its `list_limit`).
     BadRequest,
     /// The cloud configuration cannot work: bad URL, no image endpoint in the catalog,
     /// unusable CA bundle, unexpected redirect.
@@ -120,8 +121,15 @@ impl Error {
     }
 
     /// A 2xx answer whose body is not what the API documents: treated as transient (a proxy
-    /// or a half-started service), so it is retried with backoff.
+    /// or a half-started service), so it is retried with backoff. The detail (a decoding
+    /// error may quote the body) is kept to one line of at most [`MAX_DETAIL_CHARS`].
     pub fn unexpected(what: &str, detail: impl std::fmt::Display) -> Error {
+        let detail: String = detail
+            .to_string()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let detail = truncate(&collapse_whitespace(&detail), MAX_DETAIL_CHARS);
         Error::transient(format!("{what}: unexpected response: {detail}"))
     }
 

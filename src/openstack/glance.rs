@@ -7,7 +7,8 @@
 //! codes. Each call is logged at debug with method, path, status and elapsed time; the
 //! token is sent as a sensitive header and never logged.
 
-use std::time::Instant;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
@@ -24,8 +25,13 @@ pub use crate::api::MemberStatus;
 
 /// Page size asked of Glance when listing images.
 pub const PAGE_SIZE: u32 = 100;
-/// Most pages followed in one listing (100,000 images) before giving up.
-const MAX_PAGES: usize = 1000;
+/// Most pages read in one listing (100,000 images); beyond, the listing is an error and the
+/// pass changes nothing.
+pub const MAX_PAGES: usize = 1000;
+/// Longest one listing may take, all pages together; beyond, the listing is an error and the
+/// pass changes nothing (an endpoint serving an endless chain of slow pages must not hold an
+/// object for hours).
+pub const MAX_LISTING_TIME: Duration = Duration::from_secs(5 * 60);
 
 /// A Glance image, as much of it as imageshare needs.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -51,6 +57,16 @@ pub struct Member {
     pub member_id: String,
     /// The member's answer.
     pub status: MemberStatus,
+}
+
+/// How [`Session::remove_member`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Glance removed the member now.
+    Removed,
+    /// The member was not there: Glance answered 404 and a 200 answer confirmed it (the
+    /// member list without it, or an image list without the image).
+    AlreadyGone,
 }
 
 /// Filters for [`Session::list_images`].
@@ -110,11 +126,44 @@ pub(super) struct MemberList {
     pub(super) members: Vec<Member>,
 }
 
-/// The query string of an image page's `next` link (what follows its first `?`), or `None`
-/// when there is no next page (no link, or a link without a query).
-pub(super) fn next_page_query(next: Option<&str>) -> Option<&str> {
-    next.and_then(|n| n.split_once('?')).map(|(_, query)| query)
+/// Where an image page's `next` link leads, as the query to send to `/v2/images` on our own
+/// endpoint `base` (the Glance v2 base URL); `Ok(None)` when there is no next page. Glance
+/// writes `/v2/images?limit=…&marker=…`. Refused (the answer is not what Glance sends, and
+/// following it could send the token elsewhere or never end): a link to another scheme,
+/// host or port than `base`, to another path than `…/v2/images`, or without a query.
+pub(super) fn next_page_query(next: Option<&str>, base: &Url) -> Result<Option<String>, String> {
+    let Some(link) = next else {
+        return Ok(None);
+    };
+    let url = base
+        .join(link)
+        .map_err(|e| format!("next link is not a url ({e})"))?;
+    if url.origin() != base.origin() {
+        return Err("next link points to another host than the image endpoint".to_owned());
+    }
+    if !url.path().trim_end_matches('/').ends_with("/v2/images") {
+        return Err("next link points to another path than /v2/images".to_owned());
+    }
+    match url.query() {
+        Some(query) if !query.is_empty() => Ok(Some(query.to_owned())),
+        _ => Err("next link has no query (no marker)".to_owned()),
+    }
 }
+
+/// Limits on following `next` links in one image listing.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PageBounds {
+    /// Most pages read (the first one included).
+    pub(super) pages: usize,
+    /// Longest time the whole listing may take.
+    pub(super) time: Duration,
+}
+
+/// The bounds of [`Session::list_images`]: [`MAX_PAGES`] pages, [`MAX_LISTING_TIME`].
+const LISTING_BOUNDS: PageBounds = PageBounds {
+    pages: MAX_PAGES,
+    time: MAX_LISTING_TIME,
+};
 
 /// Decodes the body of a 2xx Glance answer (no I/O). A body that is not the documented JSON
 /// is [`Error::unexpected`] (transient).
@@ -197,34 +246,71 @@ impl Session {
     }
 
     /// `GET /v2/images` with the query's filters, following `next` links; the name prefix
-    /// is applied here.
+    /// is applied here. Pagination is bounded ([`MAX_PAGES`], [`MAX_LISTING_TIME`]) and a
+    /// `next` link that leaves the endpoint or returns to a page already read is refused:
+    /// each is an error (transient), never a shorter list.
     pub async fn list_images(&self, query: &ImageQuery) -> Result<Vec<Image>, Error> {
+        self.list_images_within(query, LISTING_BOUNDS).await
+    }
+
+    /// [`Session::list_images`] within `bounds`.
+    pub(super) async fn list_images_within(
+        &self,
+        query: &ImageQuery,
+        bounds: PageBounds,
+    ) -> Result<Vec<Image>, Error> {
         let what = match &query.owner {
             Some(owner) => format!("list images of project {owner}"),
             None => "list images".to_owned(),
         };
+        let started = Instant::now();
+        let first = query.query_pairs();
+        // The first page's query, as a next link would spell it.
+        let mut first_url = glance_base("http://first.invalid")?;
+        first_url.query_pairs_mut().extend_pairs(&first);
+        let mut seen: HashSet<String> = first_url.query().map(str::to_owned).into_iter().collect();
         let mut page: ImagePage = self
-            .json(
-                Method::GET,
-                Target::Path(&["images"], query.query_pairs()),
-                None,
-                &what,
-            )
+            .json(Method::GET, Target::Path(&["images"], first), None, &what)
             .await?;
         let mut found = Vec::new();
-        for _ in 0..MAX_PAGES {
+        let mut read = 1;
+        loop {
             found.extend(page.images.into_iter().filter(|i| query.matches_locally(i)));
-            let Some(next) = next_page_query(page.next.as_deref()) else {
+            let base = glance_base(self.token().await?.image_endpoint())?;
+            let next = next_page_query(page.next.as_deref(), &base)
+                .map_err(|why| Error::unexpected(&what, why))?;
+            let Some(next) = next else {
                 return Ok(found);
             };
+            if read >= bounds.pages {
+                return Err(Error::unexpected(
+                    &what,
+                    format!(
+                        "more than {} pages of images; nothing was changed",
+                        bounds.pages
+                    ),
+                ));
+            }
+            if started.elapsed() >= bounds.time {
+                return Err(Error::unexpected(
+                    &what,
+                    format!(
+                        "listing took longer than {} s ({read} pages); nothing was changed",
+                        bounds.time.as_secs()
+                    ),
+                ));
+            }
+            if !seen.insert(next.clone()) {
+                return Err(Error::unexpected(
+                    &what,
+                    format!("next link goes back to a page already read (page {read})"),
+                ));
+            }
             page = self
-                .json(Method::GET, Target::ImagesQuery(next), None, &what)
+                .json(Method::GET, Target::ImagesQuery(&next), None, &what)
                 .await?;
+            read += 1;
         }
-        Err(Error::unexpected(
-            &what,
-            format!("more than {MAX_PAGES} pages of images"),
-        ))
     }
 
     /// `GET /v2/images/{image}/members`.
@@ -289,7 +375,8 @@ impl Session {
     }
 
     /// `DELETE /v2/images/{image}/members/{project}`. A missing member is
-    /// [`Error::NotFound`].
+    /// [`Error::NotFound`], as answered: see [`Session::remove_member`] for a removal that
+    /// believes a 404 only once confirmed.
     pub async fn delete_member(&self, image: &str, project: &str) -> Result<(), Error> {
         let what = format!("remove member {project} from image {image}");
         self.send(
@@ -300,6 +387,76 @@ impl Session {
         )
         .await
         .map(drop)
+    }
+
+    /// Removes member `project` from `image`, believing a 404 only once Glance confirms it
+    /// with a 200 answer: the image's member list without the project, or (when the member
+    /// list answers 404 too) an image list without the image. Anything else after a 404 (a
+    /// proxy's default backend answering 404 to everything during an outage, a fault, the
+    /// member still listed) is doubt: a transient error, so the pair stays recorded and the
+    /// removal is retried. Never returns [`Error::NotFound`].
+    pub async fn remove_member(&self, image: &str, project: &str) -> Result<Removal, Error> {
+        let what = match self.delete_member(image, project).await {
+            Ok(()) => return Ok(Removal::Removed),
+            Err(Error::NotFound { what }) => what,
+            Err(e) => return Err(e),
+        };
+        let doubt = |detail: String| {
+            Error::transient(format!(
+                "{what}: glance answered 404 (not found) but {detail}; the member is kept \
+                 recorded and the removal is retried"
+            ))
+        };
+        match self.list_members(image).await {
+            Ok(members) => {
+                if members
+                    .iter()
+                    .any(|m| m.member_id.eq_ignore_ascii_case(project))
+                {
+                    Err(doubt("the image's member list still has it".to_owned()))
+                } else {
+                    Ok(Removal::AlreadyGone)
+                }
+            }
+            Err(Error::NotFound { .. }) => match self.image_listed(image).await {
+                Ok(false) => Ok(Removal::AlreadyGone),
+                Ok(true) => Err(doubt(
+                    "its member list answered 404 while the image is still listed".to_owned(),
+                )),
+                Err(e) => Err(doubt(format!(
+                    "neither the member list (404) nor the image list confirmed it ({e})"
+                ))),
+            },
+            Err(e) => Err(doubt(format!("the member list did not confirm it ({e})"))),
+        }
+    }
+
+    /// Whether `GET /v2/images?id=in:{image}` (with every visibility, hidden images in a
+    /// second request) lists the image. `Ok(false)` is a 200 answer proving the image is
+    /// gone (Glance deletes an image's members with it); an ID the `in:` filter cannot
+    /// carry, or any other answer, is an error.
+    async fn image_listed(&self, image: &str) -> Result<bool, Error> {
+        let what = format!("list image {image} by id");
+        if image.is_empty() || image.contains([',', '"', ':']) {
+            return Err(Error::unexpected(
+                &what,
+                "the id cannot travel in an id=in: filter",
+            ));
+        }
+        for hidden in ["false", "true"] {
+            let pairs = vec![
+                ("id", format!("in:{image}")),
+                ("visibility", "all".to_owned()),
+                ("os_hidden", hidden.to_owned()),
+            ];
+            let page: ImagePage = self
+                .json(Method::GET, Target::Path(&["images"], pairs), None, &what)
+                .await?;
+            if page.images.iter().any(|i| i.id == image) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Sends one request and decodes the body of its 2xx answer.

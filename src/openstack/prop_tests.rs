@@ -1701,12 +1701,28 @@ proptest! {
             (Ok(page), Some(images), Some(next)) => {
                 prop_assert_eq!(&page.images, &images);
                 prop_assert_eq!(&page.next, &next);
-                let query = next_page_query(page.next.as_deref());
-                let after_mark = next.as_deref().and_then(|n| n.split_once('?')).map(|p| p.1);
-                prop_assert_eq!(query, after_mark);
-                if let Some(query) = query {
-                    let tail = format!("?{query}");
-                    prop_assert!(next.as_deref().is_some_and(|n| n.ends_with(&tail)));
+                // Followed only on the endpoint itself, to /v2/images, with a query.
+                let base = glance_base("http://g:9292/image").expect("valid");
+                match (next_page_query(page.next.as_deref(), &base), next.as_deref()) {
+                    (Ok(None), link) => prop_assert_eq!(link, None),
+                    (Ok(Some(query)), Some(link)) => {
+                        let url = base.join(link).expect("a followed link is a url");
+                        prop_assert_eq!(url.origin(), base.origin());
+                        prop_assert!(url.path().trim_end_matches('/').ends_with("/v2/images"));
+                        prop_assert_eq!(url.query(), Some(query.as_str()));
+                        prop_assert!(!query.is_empty());
+                    }
+                    (Ok(Some(query)), None) => prop_assert!(false, "followed {query} without a link"),
+                    (Err(_), link) => {
+                        prop_assert!(link.is_some());
+                        // What Glance writes is always followed.
+                        let glance_shaped = link.is_some_and(|l| {
+                            l.strip_prefix("/v2/images?limit=100&marker=").is_some_and(|m| {
+                                m.len() == 36 && m.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+                            })
+                        });
+                        prop_assert!(!glance_shaped, "refused {:?}", link);
+                    }
                 }
             }
             (Err(err), None, _) | (Err(err), _, None) => prop_assert!(err.is_transient()),

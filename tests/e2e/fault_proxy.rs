@@ -1,9 +1,10 @@
 //! A forwarding HTTP proxy with fault injection, for the fault tests. It forwards every
 //! request to the real Glance and answers with the real answer; a rule makes it answer some
 //! requests with a fault instead (an HTTP status with an optional `Retry-After`, a delay
-//! before forwarding, or a connection cut mid-answer). It is not a fake server: without
-//! rules it is transparent. It records every request it saw, with the time, so tests can
-//! measure gaps and rates.
+//! before forwarding, or a connection cut mid-answer), or answers every request with one
+//! status as a load balancer's default backend does while the service behind it is down
+//! ([`FaultProxy::outage`]). It is not a fake server: without rules it is transparent. It
+//! records every request it saw, with the time, so tests can measure gaps and rates.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +57,8 @@ pub struct Seen {
 struct Book {
     rules: Vec<Rule>,
     seen: Vec<Seen>,
+    /// While set, every request gets this status from the "default backend".
+    outage: Option<u16>,
 }
 
 struct Shared {
@@ -102,9 +105,19 @@ impl FaultProxy {
         self.shared.book.lock().unwrap().rules.push(rule);
     }
 
-    /// Drops every rule that is left.
+    /// Answers every request with `status` and a default backend's page (as ingress-nginx
+    /// does with 404 while no backend is ready), without forwarding, until [`heal`].
+    ///
+    /// [`heal`]: FaultProxy::heal
+    pub fn outage(&self, status: u16) {
+        self.shared.book.lock().unwrap().outage = Some(status);
+    }
+
+    /// Drops every rule that is left and ends an outage.
     pub fn heal(&self) {
-        self.shared.book.lock().unwrap().rules.clear();
+        let mut book = self.shared.book.lock().unwrap();
+        book.rules.clear();
+        book.outage = None;
     }
 
     /// Every request seen so far.
@@ -122,6 +135,18 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap_or_default();
     let fault = {
         let mut book = shared.book.lock().unwrap();
+        if let Some(code) = book.outage {
+            book.seen.push(Seen {
+                at: Instant::now(),
+                method: method.clone(),
+                path: path.clone(),
+                fault: Some(format!("outage {code}")),
+            });
+            let page = format!("<html><body><h1>default backend - {code}</h1></body></html>");
+            let mut response = Response::new(Body::from(page));
+            *response.status_mut() = StatusCode::from_u16(code).unwrap();
+            return response;
+        }
         let rule = book
             .rules
             .iter_mut()

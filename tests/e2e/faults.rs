@@ -214,8 +214,13 @@ async fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
     );
 }
 
+/// What cannot flake under load: the calls are retried, bounded (backoff 2, 4, 8, 16, 32 s
+/// with 10% jitter allows at most 6 calls in the first ~45 s; a loaded machine only makes
+/// fewer), the outage is reported, and the share converges once Glance heals. That the gaps
+/// grow by a ratio is a timing property: it is measured in `make chaos`
+/// (tests/chaos, `a_lasting_outage_backs_off_with_gaps_that_grow`), not here.
 #[tokio::test]
-async fn a_lasting_outage_is_retried_with_a_growing_bounded_backoff_and_reported() {
+async fn a_lasting_outage_is_retried_with_a_bounded_backoff_and_reported() {
     let (t, proxy, producer) = behind_proxy("outage").await;
     let image = producer
         .create_image(&unique("outage"), "shared", &[])
@@ -229,27 +234,29 @@ async fn a_lasting_outage_is_retried_with_a_growing_bounded_backoff_and_reported
     )
     .await;
     t.wait_reason("share", "TransientError", CONVERGE).await;
+    let reported = calls(&proxy, "GET", &path);
     tokio::time::sleep(Duration::from_secs(40)).await;
     let tries = calls(&proxy, "GET", &path);
-    let gaps: Vec<f64> = tries
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
-    row(
-        "Glance answers 503 to every call for 45 s",
-        "Ready becomes TransientError on the third failure; calls back off (2 s doubling, capped at 5 min); converges once healed",
-        &format!("{} calls in 45 s, gaps {gaps:.1?} s", tries.len()),
-    );
-    // Backoff 2, 4, 8, 16, 32 s (+10% jitter): at most 6 calls in the first ~45 s.
-    assert!(tries.len() <= 6, "too many calls: {gaps:?}");
+    assert!(tries.len() <= 6, "too many calls: {}", tries.len());
     assert!(
-        gaps.windows(2).all(|g| g[1] >= g[0] * 1.5),
-        "backoff grows: {gaps:?}"
+        tries.len() > reported.len(),
+        "no retry in the 40 s after the outage was reported ({} calls)",
+        tries.len()
+    );
+    assert!(
+        producer.members(&image).await.is_empty(),
+        "nothing was added during the outage"
     );
 
     proxy.heal();
     t.poke("share").await;
     t.wait_reason("share", "InSync", CONVERGE).await;
+    assert!(
+        producer
+            .members(&image)
+            .await
+            .contains_key(&project_id("consumer-a"))
+    );
 }
 
 #[tokio::test]

@@ -261,6 +261,17 @@ impl TestNs {
             .collect()
     }
 
+    /// Whether ImageShare `name` gets an Event with `reason` within 10 s. Events follow the
+    /// status write of a pass, so a test that saw the status must wait for them, not race.
+    pub async fn has_event(&self, name: &str, reason: &str) -> bool {
+        wait_until(Duration::from_secs(10), || async {
+            let reasons = self.event_reasons(name).await;
+            reasons.iter().any(|r| r == reason).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     /// The Events about ImageShare `name`.
     pub async fn events(&self, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
         let events: Api<k8s_openapi::api::events::v1::Event> =
@@ -307,43 +318,59 @@ pub struct Os {
     glance: String,
 }
 
+/// A project-scoped token of `identity` (producer, consumer-a, ..., admin) from the stack's
+/// Keystone: the client, the token and the token body. A passing 5xx or a dropped
+/// connection (Keystone reloading) is retried: it must not fail a test about something else.
+pub async fn authenticate(identity: &str) -> (reqwest::Client, String, Value) {
+    imageshare::openstack::install_crypto_provider();
+    let auth = &clouds()["clouds"][identity]["auth"];
+    let http = reqwest::Client::new();
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": auth["username"], "password": auth["password"],
+            "domain": {"name": "Default"}}}},
+        "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}}}});
+    let url = format!(
+        "{}/auth/tokens",
+        auth["auth_url"].as_str().expect("auth_url")
+    );
+    for attempt in 1..=8 {
+        match http.post(&url).json(&body).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let token = resp.headers()["x-subject-token"]
+                    .to_str()
+                    .expect("token")
+                    .to_string();
+                let answer: Value = resp.json().await.expect("token body");
+                return (http, token, answer);
+            }
+            Ok(resp) if !resp.status().is_server_error() => {
+                panic!("login {identity}: {}", resp.status())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250 * attempt)).await,
+        }
+    }
+    panic!("login {identity}: keystone kept failing")
+}
+
+/// The (image, project) pairs of an ImageShare's ledger.
+pub fn ledger_pairs(share: &ImageShare) -> std::collections::BTreeSet<(String, String)> {
+    share
+        .status
+        .iter()
+        .flat_map(|s| &s.ledger)
+        .flat_map(|e| {
+            e.images
+                .iter()
+                .flat_map(|i| e.projects.iter().map(move |p| (i.clone(), p.clone())))
+        })
+        .collect()
+}
+
 impl Os {
     /// Authenticates as `identity` (producer, consumer-a, ..., admin).
     pub async fn login(identity: &str) -> Os {
-        imageshare::openstack::install_crypto_provider();
-        let auth = &clouds()["clouds"][identity]["auth"];
-        let http = reqwest::Client::new();
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": auth["username"], "password": auth["password"],
-                "domain": {"name": "Default"}}}},
-            "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}}}});
-        let url = format!(
-            "{}/auth/tokens",
-            auth["auth_url"].as_str().expect("auth_url")
-        );
-        // A passing 5xx or dropped connection must not fail a test that is about something
-        // else: retry.
-        let mut attempt = 0;
-        let resp = loop {
-            attempt += 1;
-            let resp = http.post(&url).json(&body).send().await.expect("keystone");
-            if resp.status().is_server_error() && attempt < 8 {
-                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
-                continue;
-            }
-            break resp;
-        };
-        assert!(
-            resp.status().is_success(),
-            "login {identity}: {}",
-            resp.status()
-        );
-        let token = resp.headers()["x-subject-token"]
-            .to_str()
-            .expect("token")
-            .to_string();
-        let catalog: Value = resp.json().await.expect("token body");
+        let (http, token, catalog) = authenticate(identity).await;
         let glance = catalog["token"]["catalog"]
             .as_array()
             .expect("catalog")
