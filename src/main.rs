@@ -272,7 +272,14 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         };
         let all: Vec<Arc<ImageShare>> = listed.items.into_iter().map(Arc::new).collect();
         let mut sessions = Sessions::new(&client, &clouds, &share);
-        report.push(plan_one(&mut sessions, &share, "cluster", &all).await);
+        let mut object = plan_one(&mut sessions, &share, "cluster", &all).await;
+        if !args.all_namespaces {
+            object.notes.push(format!(
+                "overlaps with ImageShares of namespaces other than {namespace} not checked \
+                 (-A checks them, as the operator does)"
+            ));
+        }
+        report.push(object);
     } else {
         let local = LocalClouds {
             yaml: read_clouds_yaml(args.clouds.as_ref())?,

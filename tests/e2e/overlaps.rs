@@ -9,10 +9,11 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// `imageshare plan` on one object of the cluster: its exit code and text.
+/// `imageshare plan -A` on one object of the cluster (overlaps span namespaces): its exit
+/// code and text.
 fn plan(t: &TestNs, name: &str) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_imageshare"))
-        .args(["plan", "-n", &t.name, name, "--kubeconfig"])
+        .args(["plan", "-A", "-n", &t.name, name, "--kubeconfig"])
         .arg(state_dir().join("kubeconfig"))
         .output()
         .unwrap();
