@@ -23,6 +23,7 @@ done
 
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 bash "$STACK_DIR/examples.sh" | kubectl apply -n demo -f -
+[[ "${DEMO_NO_WAIT:-0}" == 1 ]] && exit 0   # the caller waits itself (stack/e2e-pod.sh)
 if ! kubectl wait -n demo --for=condition=Ready imageshare --all --timeout=120s >/dev/null; then
   kubectl get imageshares -n demo -o wide
   die "not every example became Ready within 120s; see $LOG_DIR/operator.log and 'kubectl describe imageshare -n demo'"

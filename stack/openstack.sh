@@ -154,9 +154,14 @@ EOF
 }
 
 # Creates service/test projects, users, role assignments and the image endpoints through the
-# Keystone REST API; prints NAME_PROJECT_ID=... lines.
+# Keystone REST API; prints NAME_PROJECT_ID=... lines. With a node (NODE=1) the catalog's
+# internal image endpoint is at the node's address, where pods reach Glance (stack/node.sh);
+# clouds with `interface: internal` use it, as in-cluster clients of many clouds do.
 _os_bootstrap_identities() {
+  local internal="http://127.0.0.1:$GLANCE_PORT"
+  [[ "$NODE" == 1 ]] && internal="http://$NODE_IP:$GLANCE_PORT"
   KS_URL="http://127.0.0.1:$KEYSTONE_PORT/v3" GLANCE_URL="http://127.0.0.1:$GLANCE_PORT" \
+    GLANCE_INTERNAL_URL="$internal" \
     ADMIN_PASSWORD="$ADMIN_PASSWORD" USER_PASSWORD="$USER_PASSWORD" \
     CONSUMERS="${OS_CONSUMERS[*]}" "$VENV_DIR/bin/python" - <<'EOF'
 import json, os, sys, urllib.error, urllib.request
@@ -200,7 +205,8 @@ project_with_user("service", "glance", "admin")
 sid = api("POST", "/services", {"service": {"type": "image", "name": "glance"}})["service"]["id"]
 for iface in ("public", "internal", "admin"):
     api("POST", "/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
-        "url": env["GLANCE_URL"], "region_id": "RegionOne"}})
+        "url": env["GLANCE_INTERNAL_URL" if iface == "internal" else "GLANCE_URL"],
+        "region_id": "RegionOne"}})
 
 for name in ["producer"] + env["CONSUMERS"].split():
     pid = project_with_user(name, name, "member")
