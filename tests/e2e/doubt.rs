@@ -134,6 +134,11 @@ impl Drop for ListLimit {
     }
 }
 
+/// The projects that are members of `image` now.
+async fn member_ids(producer: &Os, image: &str) -> BTreeSet<String> {
+    producer.members(image).await.into_keys().collect()
+}
+
 /// Whether Keystone's answer to the selector's list is cut short.
 fn truncated(list: &Value) -> bool {
     list["truncated"].as_bool() == Some(true)
@@ -191,13 +196,7 @@ async fn a_truncated_keystone_list_stops_the_pass_and_revokes_nothing() {
     )
     .await;
     let share = t.wait_reason("selected", "InSync", CONVERGE).await;
-    let members = || async {
-        producer
-            .members(&image)
-            .await
-            .into_keys()
-            .collect::<BTreeSet<_>>()
-    };
+    let members = || member_ids(&producer, &image);
     assert_eq!(members().await, tagged);
     let recorded = ledger_pairs(&share);
     assert_eq!(recorded.len(), TAGGED, "{recorded:?}");
@@ -279,13 +278,7 @@ async fn a_default_backend_answering_404_never_releases_the_finalizer() {
     let recorded = ledger_pairs(&share);
     let both: BTreeSet<String> = [a.clone(), b.clone()].into();
     assert_eq!(recorded.len(), 2, "{recorded:?}");
-    let members = || async {
-        producer
-            .members(&image)
-            .await
-            .into_keys()
-            .collect::<BTreeSet<_>>()
-    };
+    let members = || member_ids(&producer, &image);
     assert_eq!(members().await, both);
 
     // Glance "goes away" behind a load balancer whose default backend answers 404 to all.

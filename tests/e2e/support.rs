@@ -194,6 +194,18 @@ impl TestNs {
             .expect("annotate imageshare");
     }
 
+    /// Waits until ImageShare `name`'s status describes its current generation, whatever
+    /// the reason; returns the object.
+    pub async fn wait_processed(&self, name: &str) -> ImageShare {
+        wait_until(CONVERGE, || async {
+            let s = self.shares().get(name).await.expect("get imageshare");
+            let seen = s.status.as_ref().and_then(|st| st.observed_generation);
+            (seen == s.metadata.generation).then_some(s)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name}: its current generation was not processed"))
+    }
+
     /// Waits until the ImageShare's Ready condition has `reason` for the current generation;
     /// returns the object. Panics with the last status seen on timeout.
     pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> ImageShare {

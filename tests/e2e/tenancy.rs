@@ -134,13 +134,7 @@ async fn a_suspended_object_defers_a_removal_and_never_inherits_it() {
     // The granting object lets go while the suspended one still declares the member: the
     // member stays (it is declared), and so does the duty to revoke it.
     t.patch_spec("granted", json!({"members": []})).await;
-    let share = wait_until(CONVERGE, || async {
-        let s = t.shares().get("granted").await.unwrap();
-        let seen = s.status.as_ref().and_then(|st| st.observed_generation);
-        (seen == s.metadata.generation).then_some(s)
-    })
-    .await
-    .expect("the edit was processed");
+    let share = t.wait_processed("granted").await;
     assert_eq!(ledger(&share), vec![(image.clone(), b.clone())]);
     assert!(producer.members(&image).await.contains_key(&b));
 
@@ -173,13 +167,7 @@ async fn an_image_id_in_another_spelling_changes_nothing() {
     let shouted = image.replace('-', "").to_uppercase();
     t.patch_spec("golden", json!({"image": {"id": shouted}}))
         .await;
-    let share = wait_until(CONVERGE, || async {
-        let s = t.shares().get("golden").await.unwrap();
-        let seen = s.status.as_ref().and_then(|st| st.observed_generation);
-        (seen == s.metadata.generation).then_some(s)
-    })
-    .await
-    .expect("the edit was processed");
+    let share = t.wait_processed("golden").await;
     assert_eq!(share.ready_condition().unwrap().reason, "InSync");
     let members = producer.members(&image).await;
     assert!(
