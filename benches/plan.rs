@@ -7,12 +7,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use imageshare::api::{ImageRef, ImageShareSpec, MemberSpec, MemberStatus};
-use imageshare::controller::apply::Outcome;
 use imageshare::controller::ledger::Ledger;
+use imageshare::controller::model::{ObservedImage, Outcome, Visibility};
 use imageshare::controller::observe::Observed;
 use imageshare::controller::overlap::Claims;
-use imageshare::controller::plan::{ObservedImage, plan};
-use imageshare::controller::status::{Report, build};
+use imageshare::controller::plan::plan;
+use imageshare::controller::report::Report;
+use imageshare::controller::status::build;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn spec(members: usize) -> ImageShareSpec {
@@ -41,12 +42,12 @@ fn spec(members: usize) -> ImageShareSpec {
 fn images(count: usize, members: usize, present: usize) -> Vec<ObservedImage> {
     (0..count)
         .map(|i| ObservedImage {
-            id: format!("image-{i}"),
+            id: format!("image-{i}").into(),
             name: Some(format!("golden-{i}")),
-            visibility: Some("shared".into()),
+            visibility: Some(Visibility::Shared),
             members: (0..present)
                 .chain(members..members + 10)
-                .map(|m| (format!("{m:032x}"), MemberStatus::Pending))
+                .map(|m| (format!("{m:032x}").into(), MemberStatus::Pending))
                 .collect::<BTreeMap<_, _>>(),
         })
         .collect()
@@ -66,7 +67,7 @@ fn main() {
         // have since left the spec (removed in this pass).
         let ledger: Ledger = observed
             .iter()
-            .flat_map(|i| i.members.keys().map(|p| (i.id.clone(), p.clone())))
+            .flat_map(|i| i.members.keys().map(|p| i.key(p.clone())))
             .collect();
         let history = Default::default();
         let rounds = 20;

@@ -2,7 +2,8 @@
 //! cluster or from manifest files (no cluster needed), as a report for people or as JSON,
 //! with an exit code for scripts (0 nothing would change, 2 something would, like
 //! `terraform plan -detailed-exitcode`). Reading manifests and rendering live here; the
-//! pass itself is [`crate::controller::preview`], and [`object_plan`] is pure.
+//! pass itself is the operator's ([`crate::controller::preview`]: Glance writes and the
+//! writer turned into no-ops), and [`object_plan`] is pure over its result.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,11 +14,9 @@ use serde::Serialize;
 
 use crate::api::MemberPhase;
 use crate::api::{ImageShare, Membership, Reason, ResolvedProject};
-use crate::controller::apply::Outcome;
-use crate::controller::credentials::Sessions;
-use crate::controller::plan::{Identity, Plan, Step};
-use crate::controller::status::{self, Report as StatusReport};
-use crate::controller::{Failure, Preview};
+use crate::controller::model::{Action, Failure, Identity, Outcome, Step};
+use crate::controller::report::PassResult;
+use crate::controller::status;
 
 /// Exit code when nothing would change.
 pub const NO_CHANGES: u8 = 0;
@@ -152,22 +151,17 @@ impl From<&Failure> for Problem {
 }
 
 fn change(step: &Step) -> Change {
-    let (action, image, project, status, identity) = match step {
-        Step::Add { image, project } => ("add", image, project, None, &Identity::Producer),
-        Step::Remove { image, project } => ("remove", image, project, None, &Identity::Producer),
-        Step::SetStatus {
-            image,
-            project,
-            status,
-            identity,
-        } => ("setStatus", image, project, Some(status), identity),
+    let (action, status) = match &step.action {
+        Action::Add => ("add", None),
+        Action::Remove => ("remove", None),
+        Action::SetStatus { status, .. } => ("setStatus", Some(status.to_string())),
     };
     Change {
         action,
-        image: image.clone(),
-        project: project.clone(),
-        status: status.map(ToString::to_string),
-        identity: match identity {
+        image: step.key.image.to_string(),
+        project: step.key.project.to_string(),
+        status,
+        identity: match step.identity() {
             Identity::Producer => "producer".into(),
             Identity::Consumer(c) => format!("secret {}", c.secret_name),
         },
@@ -175,33 +169,8 @@ fn change(step: &Step) -> Change {
     }
 }
 
-/// Opens the consumer credentials the plan's status changes would use, so a Secret (or
-/// local cloud) that cannot be used shows in the plan: a pass opens them only when it
-/// makes the change.
-pub async fn credential_problems(sessions: &mut Sessions<'_>, plan: &Plan) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for step in &plan.steps {
-        if let Step::SetStatus {
-            project,
-            identity: Identity::Consumer(cref),
-            ..
-        } = step
-            && let Err(failure) = sessions.get(cref).await
-        {
-            let mut problem = Problem::from(&failure);
-            problem.message = format!("project {project}: {}", problem.message);
-            problems.push(problem);
-        }
-    }
-    problems
-}
-
-/// The plan of one object from what [`crate::controller::preview`] returned. Pure.
-pub fn object_plan(
-    share: &ImageShare,
-    source: &str,
-    preview: Result<Preview, Failure>,
-) -> ObjectPlan {
+/// The plan of one object from the result of its previewed pass. Pure.
+pub fn object_plan(share: &ImageShare, source: &str, result: &PassResult) -> ObjectPlan {
     let mut object = ObjectPlan {
         namespace: share.namespace().unwrap_or_default(),
         name: share.name_any(),
@@ -209,31 +178,30 @@ pub fn object_plan(
         suspended: share.spec.suspend,
         ..ObjectPlan::default()
     };
-    let Preview {
-        spec,
-        projects,
-        observed,
-        claims,
-        plan,
-    } = match preview {
-        Ok(found) => found,
+    let report = match result.pass() {
+        Ok(report) => report,
         Err(failure) => {
-            object.stopped = Some(Problem::from(&failure));
+            object.stopped = Some(Problem::from(failure));
             return object;
         }
     };
+    let observed = &report.observed;
     object.images = observed
         .images
         .iter()
         .map(|i| ImageSeen {
-            id: i.id.clone(),
+            id: i.id.to_string(),
             name: i.name.clone(),
-            visibility: i.visibility.clone(),
+            visibility: i.visibility.as_ref().map(|v| v.as_str().to_string()),
             members: i.members.len(),
         })
         .collect();
-    object.changes = plan.steps.iter().map(change).collect();
-    object.projects = projects;
+    object.changes = report
+        .outcomes
+        .iter()
+        .map(|(step, _)| change(step))
+        .collect();
+    object.projects = report.projects.clone();
     object
         .problems
         .extend(observed.missing.as_ref().map(Problem::from));
@@ -242,37 +210,31 @@ pub fn object_plan(
         problem.message = format!("project {project}: {}", problem.message);
         object.problems.push(problem);
     }
-    // The verdict the operator would then report: the status it builds from the same pass,
-    // with every change made.
-    let outcomes: Vec<(Step, Outcome)> = plan
-        .steps
-        .iter()
-        .map(|step| (step.clone(), Outcome::Done))
-        .collect();
-    let report = StatusReport {
-        ledger: plan.ledger_after(&outcomes),
-        outcomes,
-        observed: observed.clone(),
-        claims,
-        deferred: plan.deferred,
-        kept: plan.kept,
-        projects: object.projects.clone(),
-        ..StatusReport::default()
-    };
+    // Changes a pass could not make: the consumer credentials a status change would use
+    // cannot be opened (a pass opens them only when it makes the change).
+    for (step, outcome) in &report.outcomes {
+        if let Outcome::Failed(failure) = outcome {
+            let mut problem = Problem::from(failure);
+            problem.message = format!("project {}: {}", step.key.project, problem.message);
+            object.problems.push(problem);
+        }
+    }
+    // The verdict the operator would then report: the status it builds from the same pass.
     let now =
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let status = status::build(
-        &spec,
-        share.metadata.generation,
-        Ok(&report),
+    let generation = share.metadata.generation;
+    let built = status::build(
+        &result.spec,
+        generation,
+        Ok(report),
         share.status.as_ref(),
         &now,
     );
-    object.verdict = status.conditions.first().map(|ready| Problem {
+    object.verdict = built.status.conditions.first().map(|ready| Problem {
         reason: ready.reason.clone(),
         message: ready.message.clone(),
     });
-    for row in &status.members {
+    for row in &built.status.members {
         let Some(message) = &row.message else {
             continue;
         };
@@ -294,10 +256,10 @@ pub fn object_plan(
                 .into(),
         );
     }
-    if plan.deferred {
+    if report.deferred {
         object.notes.push(format!(
             "{} removal(s) wait until another ImageShare that may declare them is processed",
-            plan.waiting
+            report.waiting
         ));
     }
     let additive = share.spec.membership == Membership::Additive;
@@ -311,22 +273,18 @@ pub fn object_plan(
             .iter()
             .filter(|m| m.domain.is_none())
             .map(|m| m.project.as_str())
-            .chain(plan.ledger.iter().map(|(_, project)| project.as_str()))
+            .chain(report.ledger.projects().map(|p| p.as_str()))
             .collect();
-        let changed: Vec<&str> = plan
-            .steps
+        let changed: Vec<&str> = report
+            .outcomes
             .iter()
-            .map(|s| match s {
-                Step::Add { project, .. }
-                | Step::Remove { project, .. }
-                | Step::SetStatus { project, .. } => project.as_str(),
-            })
+            .map(|(step, _)| step.key.project.as_str())
             .collect();
         for image in &observed.images {
             let undeclared: Vec<&str> = image
                 .members
                 .keys()
-                .map(String::as_str)
+                .map(|p| p.as_str())
                 .filter(|p| !declared.contains(p) && !changed.contains(p))
                 .collect();
             if !undeclared.is_empty() {
@@ -485,6 +443,7 @@ mod tests {
     use crate::controller::observe::Observed;
     use crate::controller::overlap::Claims;
     use crate::controller::plan::{self, History};
+    use crate::controller::report::Report as PassReport;
 
     /// What a pass would do for `spec` against image `img` with `present` members, from an
     /// empty ledger and no other object.
@@ -516,14 +475,27 @@ mod tests {
             &claims,
             &History::default(),
         );
-        let preview = Preview {
-            spec: share.spec.clone(),
-            projects: Vec::new(),
+        // As the previewed pass makes them: every change answered as made.
+        let outcomes: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.clone(), Outcome::Done))
+            .collect();
+        let report = PassReport {
+            ledger: plan.ledger_after(&outcomes),
+            outcomes,
             observed,
             claims,
-            plan,
+            deferred: plan.deferred,
+            waiting: plan.waiting,
+            kept: plan.kept,
+            ..PassReport::default()
         };
-        object_plan(&share, "share.yaml", Ok(preview))
+        let result = PassResult {
+            spec: share.spec.clone(),
+            outcome: Ok(report),
+        };
+        object_plan(&share, "share.yaml", &result)
     }
 
     #[test]
@@ -581,7 +553,11 @@ mod tests {
         let share = ImageShare::new("web", fixtures::spec());
         let failure = Failure::new(crate::api::Reason::CredentialsMissing, "no cloud");
         let mut report = Report::default();
-        report.push(object_plan(&share, "share.yaml", Err(failure)));
+        let result = PassResult {
+            spec: share.spec.clone(),
+            outcome: Err(failure),
+        };
+        report.push(object_plan(&share, "share.yaml", &result));
         report.push(planned(fixtures::spec().member("a", None), &[]));
         assert_eq!(report.exit_code(), ERROR);
         assert!(render_text(&report).contains("a pass would stop: CredentialsMissing: no cloud"));

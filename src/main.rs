@@ -271,8 +271,8 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("listing imageshares in namespace {namespace}"))?
         };
         let all: Vec<Arc<ImageShare>> = listed.items.into_iter().map(Arc::new).collect();
-        let mut sessions = Sessions::new(&client, &clouds, &share);
-        let mut object = plan_one(&mut sessions, &share, "cluster", &all).await;
+        let sessions = Sessions::new(&client, &clouds, &share);
+        let mut object = plan_one(sessions, &share, "cluster", &all).await;
         if !args.all_namespaces {
             object.notes.push(format!(
                 "overlaps with ImageShares of namespaces other than {namespace} not checked \
@@ -290,8 +290,8 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         anyhow::ensure!(!found.is_empty(), "no ImageShare in {:?}", args.files);
         let all: Vec<Arc<ImageShare>> = found.iter().map(|(_, s)| Arc::new(s.clone())).collect();
         for (source, share) in &found {
-            let mut sessions = Sessions::local(&clouds, local.clone());
-            report.push(plan_one(&mut sessions, share, source, &all).await);
+            let sessions = Sessions::local(&clouds, local.clone());
+            report.push(plan_one(sessions, share, source, &all).await);
         }
     }
     match args.output {
@@ -301,22 +301,25 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     Ok(report.exit_code())
 }
 
-/// The plan of one object: a dry run of its pass, and a check of the consumer credentials
-/// its status changes would use.
+/// The plan of one object: a dry run of its pass (the operator's, changing nothing).
 async fn plan_one(
-    sessions: &mut Sessions<'_>,
+    sessions: Sessions<'_>,
     share: &ImageShare,
     source: &str,
     all: &[Arc<ImageShare>],
 ) -> dryrun::ObjectPlan {
-    let preview = controller::preview(sessions, share, all).await;
-    let problems = match &preview {
-        Ok(preview) => dryrun::credential_problems(sessions, &preview.plan).await,
-        Err(_) => Vec::new(),
-    };
-    let mut object = dryrun::object_plan(share, source, preview);
-    object.problems.extend(problems);
-    object
+    match controller::preview(sessions, share, all).await {
+        Ok(result) => dryrun::object_plan(share, source, &result),
+        // The previewed pass writes nothing, so it has no Kubernetes call to fail.
+        Err(e) => {
+            let failure = controller::Failure::transient(e.to_string());
+            let result = controller::report::PassResult {
+                spec: share.spec.clone(),
+                outcome: Err(failure),
+            };
+            dryrun::object_plan(share, source, &result)
+        }
+    }
 }
 
 /// The local clouds.yaml: the given file, else the first of openstacksdk's usual places.

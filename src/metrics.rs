@@ -17,10 +17,18 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Label set of the reconcile error counter: the failed operation or kind of error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    /// A bounded error label ([`crate::controller::error::Error::metric_label`]).
+    pub error: &'static str,
+}
+
 /// The operator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
     passes: Family<ReasonLabel, Counter>,
+    errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
     keystone_authentications: Counter,
 }
@@ -36,6 +44,12 @@ impl Default for Metrics {
         }
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let keystone_authentications = Counter::default();
+        let errors = Family::<ErrorLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles (retried with backoff) by the failed operation",
+            errors.clone(),
+        );
         registry.register(
             "reconcile_passes",
             "Reconcile passes by the Ready reason they ended with",
@@ -54,6 +68,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             passes,
+            errors,
             duration,
             keystone_authentications,
         }
@@ -68,6 +83,11 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+    }
+
+    /// Counts one failed reconcile by its error's label.
+    pub fn count_error(&self, error: &'static str) {
+        self.errors.get_or_create(&ErrorLabel { error }).inc();
     }
 
     /// Brings the Keystone authentication counter up to `total` (the token cache's count).

@@ -11,54 +11,36 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{Instrument, debug, debug_span, warn};
 
-use super::credentials::Sessions;
-use super::plan::{Identity, Pair, Step};
-use super::{Failure, Reason};
-use crate::api::ImageShare;
+use super::model::{Action, Failure, Identity, MemberKey, Outcome, Step};
+use super::ports::{Connect, Glance};
+use crate::api::{ImageShare, Reason};
 use crate::leader::Fence;
-use crate::openstack::{self, Session};
-
-/// What happened to one step of the plan.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Glance made the change.
-    Done,
-    /// Glance already was as planned (409 on add, a confirmed 404 on remove): success, no
-    /// change.
-    Unchanged,
-    /// The producer may not set this status and no consumer credentials were given.
-    AwaitingConsumer,
-    /// The call failed.
-    Failed(Failure),
-}
+use crate::openstack;
 
 /// A step with its plan position and the session to run it with (or why there is none).
-type Planned = (usize, Step, Result<Arc<Session>, Failure>);
+type Planned<S> = (usize, Step, Result<Arc<S>, Failure>);
 
 /// Members worked on at once within one object.
 const MEMBER_CONCURRENCY: usize = 16;
 
 /// Runs `steps` and returns each with its outcome, in plan order. No call is sent once
 /// `fence` says this replica may no longer write: the step fails transiently instead.
-pub async fn apply(
+pub async fn apply<C: Connect>(
     share: &ImageShare,
-    sessions: &mut Sessions<'_>,
+    sessions: &mut C,
     steps: Vec<Step>,
     fence: &Fence,
 ) -> Vec<(Step, Outcome)> {
     let producer = match &share.spec.producer {
-        Some(p) => Some(sessions.get(&p.credentials_ref).await),
+        Some(p) => Some(sessions.session(&p.credentials_ref).await),
         None => None,
     };
     // Resolve every identity first (each Secret read once), then run without borrowing.
-    let mut groups: BTreeMap<Pair, Vec<Planned>> = BTreeMap::new();
+    let mut groups: BTreeMap<MemberKey, Vec<Planned<C::Session>>> = BTreeMap::new();
     for (index, step) in steps.into_iter().enumerate() {
-        let session = match &step {
-            Step::SetStatus {
-                identity: Identity::Consumer(cref),
-                ..
-            } => sessions.get(cref).await,
-            _ => producer.clone().unwrap_or_else(|| {
+        let session = match step.identity() {
+            Identity::Consumer(cref) => sessions.session(cref).await,
+            Identity::Producer => producer.clone().unwrap_or_else(|| {
                 Err(Failure::new(
                     Reason::Forbidden,
                     "no producer credentials to add or remove members",
@@ -66,7 +48,7 @@ pub async fn apply(
             }),
         };
         groups
-            .entry(step.pair())
+            .entry(step.key.clone())
             .or_default()
             .push((index, step, session));
     }
@@ -82,16 +64,22 @@ pub async fn apply(
 
 /// Runs one member's steps in order, in a span naming the image and project; stops at the
 /// first failure.
-async fn run_group(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outcome)> {
+async fn run_group<S: Glance>(
+    group: Vec<Planned<S>>,
+    fence: &Fence,
+) -> Vec<(usize, Step, Outcome)> {
     let Some((_, first, _)) = group.first() else {
         return Vec::new();
     };
-    let (image_id, project) = first.pair();
-    let span = debug_span!("member", %image_id, %project);
+    let MemberKey { image, project } = &first.key;
+    let span = debug_span!("member", image_id = %image, %project);
     run_steps(group, fence).instrument(span).await
 }
 
-async fn run_steps(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outcome)> {
+async fn run_steps<S: Glance>(
+    group: Vec<Planned<S>>,
+    fence: &Fence,
+) -> Vec<(usize, Step, Outcome)> {
     let mut done = Vec::new();
     let mut failed = false;
     for (index, step, session) in group {
@@ -99,7 +87,7 @@ async fn run_steps(group: Vec<Planned>, fence: &Fence) -> Vec<(usize, Step, Outc
             continue;
         } else {
             match session {
-                Ok(session) => run_step(&session, &step, fence).await,
+                Ok(session) => run_step(&*session, &step, fence).await,
                 Err(failure) => Outcome::Failed(failure),
             }
         };
@@ -118,7 +106,7 @@ const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs one step, retrying transient faults (a 5xx from a busy Glance, a dropped
 /// connection) a few times with a short, growing, jittered pause.
-async fn run_step(session: &Session, step: &Step, fence: &Fence) -> Outcome {
+async fn run_step(session: &impl Glance, step: &Step, fence: &Fence) -> Outcome {
     let mut attempt = 1;
     loop {
         // Checked before the call, and the call is cut off when the fence closes while it
@@ -145,27 +133,23 @@ async fn run_step(session: &Session, step: &Step, fence: &Fence) -> Outcome {
     }
 }
 
-async fn try_step(session: &Session, step: &Step) -> Outcome {
+async fn try_step(session: &impl Glance, step: &Step) -> Outcome {
     use openstack::Error;
-    match step {
-        Step::Add { image, project } => match session.create_member(image, project).await {
+    let (image, project) = (step.key.image.as_str(), step.key.project.as_str());
+    match &step.action {
+        Action::Add => match session.create_member(image, project).await {
             Ok(_) => Outcome::Done,
             Err(Error::Conflict { .. }) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
         // A 404 counts as "already gone" only once Glance confirmed it (remove_member);
-        // doubt is a transient failure, so the pair stays in the ledger and is retried.
-        Step::Remove { image, project } => match session.remove_member(image, project).await {
+        // doubt is a transient failure, so the member stays in the ledger and is retried.
+        Action::Remove => match session.remove_member(image, project).await {
             Ok(openstack::Removal::Removed) => Outcome::Done,
             Ok(openstack::Removal::AlreadyGone) => Outcome::Unchanged,
             Err(e) => Outcome::Failed(e.into()),
         },
-        Step::SetStatus {
-            image,
-            project,
-            status,
-            identity,
-        } => match (
+        Action::SetStatus { status, identity } => match (
             session.update_member_status(image, project, *status).await,
             identity,
         ) {
@@ -196,7 +180,7 @@ mod tests {
 
     use super::*;
     use crate::leader::Renewals;
-    use crate::openstack::CloudConfig;
+    use crate::openstack::{CloudConfig, Session};
 
     /// A session whose Keystone is a listener that counts connections and never answers.
     async fn silent_cloud() -> (Session, Arc<AtomicUsize>) {
@@ -219,10 +203,7 @@ mod tests {
     }
 
     fn add() -> Step {
-        Step::Add {
-            image: "img".into(),
-            project: "p".into(),
-        }
+        Step::add(MemberKey::new("img", "p"))
     }
 
     /// Whether the stand-in has accepted a connection within 2 s.

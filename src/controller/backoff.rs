@@ -1,83 +1,13 @@
-//! Timing: per-object exponential backoff for transient failures (kube-runtime has none
-//! built in), honouring a server's Retry-After, reset on success; resync jitter; and the
-//! duration syntax of resyncPeriod. No I/O.
+//! Timing: the exponential backoff for failed passes (kube-runtime has none built in; the
+//! count lives in [`super::memory`]), honouring a server's Retry-After; resync jitter; and
+//! the duration syntax of resyncPeriod. Pure.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use kube::runtime::reflector::ObjectRef;
-
-use crate::api::ImageShare;
+use std::time::Duration;
 
 /// First retry delay.
 const BASE: Duration = Duration::from_secs(2);
 /// Longest delay between retries.
 const MAX: Duration = Duration::from_secs(300);
-
-/// Consecutive failures per object, and until when the object waits.
-#[derive(Default)]
-pub struct Backoff {
-    failures: Mutex<HashMap<ObjectRef<ImageShare>, Failures>>,
-}
-
-/// The failure record of one object.
-#[derive(Clone, Copy)]
-struct Failures {
-    count: u32,
-    until: Instant,
-}
-
-impl Backoff {
-    /// Records one more failure of `key` and returns how long to wait: BASE doubling per
-    /// consecutive failure up to MAX, at least `retry_after`, with up to 10% jitter.
-    pub fn next(&self, key: &ObjectRef<ImageShare>, retry_after: Option<Duration>) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let entry = failures.entry(key.clone()).or_insert(Failures {
-            count: 0,
-            until: now,
-        });
-        entry.count = entry.count.saturating_add(1);
-        let wait = delay(entry.count, retry_after, fastrand::f64());
-        // Only a server's Retry-After makes other triggers wait too; our own backoff lets an
-        // event (a fixed Secret, `kubectl annotate`) through.
-        entry.until = if retry_after.is_some() {
-            now + wait
-        } else {
-            now
-        };
-        wait
-    }
-
-    /// Consecutive failures of `key` so far.
-    pub fn count(&self, key: &ObjectRef<ImageShare>) -> u32 {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .map_or(0, |f| f.count)
-    }
-
-    /// How long `key` still waits because the server said so (Retry-After), if it does: a
-    /// pass triggered meanwhile by something other than a spec change comes back then.
-    pub fn waiting(&self, key: &ObjectRef<ImageShare>) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let left = failures
-            .get(key)?
-            .until
-            .checked_duration_since(Instant::now())?;
-        (!left.is_zero()).then_some(left)
-    }
-
-    /// Forgets the failures of `key` after a successful pass.
-    pub fn reset(&self, key: &ObjectRef<ImageShare>) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-}
 
 /// The delay for the `attempt`-th consecutive failure; `random` in [0, 1) spreads retries.
 pub fn delay(attempt: u32, retry_after: Option<Duration>, random: f64) -> Duration {
@@ -138,28 +68,6 @@ mod tests {
             delay(8, Some(Duration::from_secs(30)), 0.0),
             Duration::from_secs(256)
         );
-    }
-
-    #[test]
-    fn success_resets_the_backoff() {
-        let backoff = Backoff::default();
-        let key = ObjectRef::new("x").within("ns");
-        backoff.next(&key, None);
-        backoff.next(&key, None);
-        assert!(backoff.next(&key, None) >= Duration::from_secs(8));
-        assert_eq!(
-            backoff.waiting(&key),
-            None,
-            "our own backoff lets events through"
-        );
-        backoff.next(&key, Some(Duration::from_secs(30)));
-        assert!(
-            backoff.waiting(&key).is_some(),
-            "the server's Retry-After holds"
-        );
-        backoff.reset(&key);
-        assert_eq!(backoff.waiting(&key), None);
-        assert!(backoff.next(&key, None) < Duration::from_secs(3));
     }
 
     #[test]

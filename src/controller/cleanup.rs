@@ -6,15 +6,20 @@
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::apply::{self, Outcome};
+use super::apply;
+use super::context::Context;
 use super::credentials::Sessions;
+use super::error::Error;
+use super::events;
 use super::ledger::Ledger;
+use super::model::Outcome;
+use super::overlap;
 use super::plan::cleanup_plan;
-use super::{Context, DEFERRED_RETRY, Error, events, overlap};
+use super::ports::{Note, Writer};
+use super::report::DEFERRED_RETRY;
 use crate::api::{DeletionPolicy, ImageShare, Reason};
 
 /// How long a Delete cleanup may keep failing transiently before the finalizer is released.
@@ -23,8 +28,6 @@ pub const GIVE_UP: Duration = Duration::from_secs(15 * 60);
 /// Cleans up a deleted ImageShare; `Ok` lets the finalizer go, `Err` retries later.
 pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
-    ctx.contests.forget(&key);
-    ctx.sightings.forget(&key);
     let all = ctx.store.state();
     let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
     let spec = &share.spec;
@@ -36,10 +39,13 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
     if removes && !ledger.is_empty() {
         let cloud = share.status.as_ref().and_then(|s| s.cloud.as_deref());
         let now = std::time::Instant::now();
-        let expired = |other: &ImageShare| ctx.holds.expired(other, now);
+        let expired = |other: &ImageShare| ctx.memory.hold_expired(other, now);
         let plan = cleanup_plan(&ledger, &overlap::claims(share, cloud, &all, &expired));
         let outcomes = apply::apply(share, &mut sessions, plan.steps, &ctx.fence).await;
-        events::steps(share, ctx, &outcomes).await;
+        for note in events::of_steps(&outcomes) {
+            info!(reason = note.reason, note = %note.note, "event");
+            ctx.writer.event(share, &note).await;
+        }
         let failures: Vec<_> = outcomes
             .iter()
             .filter_map(|(step, o)| match o {
@@ -73,10 +79,15 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
                 "{left} member(s) may be left in Glance; finalizer released; first: {first}"
             );
             warn!(reason, note = %note, "cleanup gave up");
-            events::publish(share, ctx, EventType::Warning, reason, &note).await;
+            let note = Note {
+                warning: true,
+                reason,
+                note,
+            };
+            ctx.writer.event(share, &note).await;
         }
     }
-    ctx.backoff.reset(&key);
+    ctx.memory.forget(&key);
     Ok(Action::await_change())
 }
 

@@ -1,16 +1,9 @@
 //! Two writers fighting over a member's status: when someone keeps changing a managed
 //! status back after the operator set it, the operator stops rewriting it every pass and
 //! waits longer before each new attempt, per (object, image, project). The decisions are
-//! pure ([`Contest::observe`]); the book is in memory (a restart starts afresh).
+//! pure ([`Contest::observe`]); the histories are kept in [`super::memory`].
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use kube::runtime::reflector::ObjectRef;
-
-use super::plan::Pair;
-use crate::api::{ImageShare, MemberStatus};
 
 /// Reverts seen before the operator starts waiting between attempts.
 const REVERTS_BEFORE_HOLD: u32 = 2;
@@ -37,18 +30,21 @@ pub struct Contest {
 pub enum Verdict {
     /// Nothing contested: the status is as desired, or was never set by the operator.
     Free,
-    /// Another writer keeps reverting it; no attempt until the hold ends. `started` is true
-    /// on the observation that began this hold (for one Event per hold).
-    Held {
-        /// Reverts seen so far.
-        reverts: u32,
-        /// The length of the current hold.
-        wait: Duration,
-        /// Time left before the next attempt.
-        left: Duration,
-        /// This observation began the hold.
-        started: bool,
-    },
+    /// Another writer keeps reverting it; no attempt until the hold ends.
+    Held(Held),
+}
+
+/// A member whose status another client keeps changing back, as a pass reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Reverts seen so far.
+    pub reverts: u32,
+    /// The length of the current hold (stable across passes, unlike `left`).
+    pub wait: Duration,
+    /// Time left before the next attempt.
+    pub left: Duration,
+    /// This pass began the hold (one Event per hold).
+    pub started: bool,
 }
 
 impl Contest {
@@ -80,12 +76,12 @@ impl Contest {
             }
         }
         let verdict = match c.hold_until {
-            Some(until) if until > now => Verdict::Held {
+            Some(until) if until > now => Verdict::Held(Held {
                 reverts: c.reverts,
                 wait: hold(c.reverts),
                 left: until - now,
                 started,
-            },
+            }),
             _ => Verdict::Free,
         };
         (Some(c), verdict)
@@ -105,72 +101,6 @@ impl Contest {
 fn hold(reverts: u32) -> Duration {
     let doublings = reverts.saturating_sub(REVERTS_BEFORE_HOLD).min(16);
     HOLD_BASE.saturating_mul(2u32.pow(doublings)).min(HOLD_MAX)
-}
-
-/// Contest histories of every object's pairs, each for the status the spec asked for then
-/// (a new desired status starts afresh).
-#[derive(Default)]
-pub struct Book {
-    entries: Mutex<HashMap<Key, (MemberStatus, Contest)>>,
-}
-
-/// An object and one of its pairs.
-type Key = (ObjectRef<ImageShare>, Pair);
-
-/// The stored history of `id`, if it is about the status `desired`.
-fn history(
-    entries: &HashMap<Key, (MemberStatus, Contest)>,
-    id: &Key,
-    desired: MemberStatus,
-) -> Option<Contest> {
-    entries
-        .get(id)
-        .filter(|(d, _)| *d == desired)
-        .map(|(_, c)| *c)
-}
-
-impl Book {
-    /// Applies [`Contest::observe`] to the stored history of `pair` for `desired`.
-    pub fn observe(
-        &self,
-        key: &ObjectRef<ImageShare>,
-        pair: &Pair,
-        desired: MemberStatus,
-        in_sync: bool,
-        now: Instant,
-    ) -> Verdict {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let id = (key.clone(), pair.clone());
-        let prev = history(&entries, &id, desired);
-        let (next, verdict) = Contest::observe(prev, in_sync, now);
-        match next {
-            Some(c) => entries.insert(id, (desired, c)),
-            None => entries.remove(&id),
-        };
-        verdict
-    }
-
-    /// Records that the operator set the status of `pair` to `desired` at `now`.
-    pub fn set(
-        &self,
-        key: &ObjectRef<ImageShare>,
-        pair: &Pair,
-        desired: MemberStatus,
-        now: Instant,
-    ) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let id = (key.clone(), pair.clone());
-        let prev = history(&entries, &id, desired);
-        entries.insert(id, (desired, Contest::set(prev, now)));
-    }
-
-    /// Forgets every pair of an object (it was deleted).
-    pub fn forget(&self, key: &ObjectRef<ImageShare>) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(k, _), _| k != key);
-    }
 }
 
 #[cfg(test)]
@@ -200,19 +130,21 @@ mod tests {
         let (_, second) = fight(2, now);
         assert_eq!(
             second,
-            Verdict::Held {
+            Verdict::Held(Held {
                 reverts: 2,
                 wait: Duration::from_secs(30),
                 left: Duration::from_secs(30),
                 started: true
-            }
+            })
         );
         let (state, fourth) = fight(4, now);
-        assert!(matches!(fourth, Verdict::Held { left, .. } if left == Duration::from_secs(120)));
+        assert!(
+            matches!(fourth, Verdict::Held(Held { left, .. }) if left == Duration::from_secs(120))
+        );
         // Seen again while held: still held, not a new hold.
         let (_, again) = Contest::observe(state, false, now + Duration::from_secs(10));
-        assert!(matches!(again, Verdict::Held { started: false, .. }));
-        assert!(matches!(fight(40, now).1, Verdict::Held { left, .. } if left == HOLD_MAX));
+        assert!(matches!(again, Verdict::Held(Held { started: false, .. })));
+        assert!(matches!(fight(40, now).1, Verdict::Held(Held { left, .. }) if left == HOLD_MAX));
     }
 
     #[test]
@@ -245,26 +177,5 @@ mod tests {
     fn a_status_never_set_by_the_operator_is_not_contested() {
         let (state, verdict) = Contest::observe(None, false, Instant::now());
         assert_eq!((state, verdict), (None, Verdict::Free));
-    }
-
-    #[test]
-    fn a_new_desired_status_starts_the_history_afresh() {
-        let book = Book::default();
-        let key = ObjectRef::new("x").within("ns");
-        let pair = ("img".to_string(), "a".to_string());
-        let now = Instant::now();
-        for round in 0..3 {
-            let at = now + Duration::from_secs(round);
-            book.set(&key, &pair, MemberStatus::Accepted, at);
-            book.observe(&key, &pair, MemberStatus::Accepted, false, at);
-        }
-        let held = book.observe(&key, &pair, MemberStatus::Accepted, false, now);
-        assert!(matches!(held, Verdict::Held { .. }));
-        let fresh = book.observe(&key, &pair, MemberStatus::Rejected, false, now);
-        assert_eq!(
-            fresh,
-            Verdict::Free,
-            "the spec changed: try the new status at once"
-        );
     }
 }

@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use kube::{Api, Client, ResourceExt};
 
-use super::Failure;
 use super::guard;
+use super::model::Failure;
+use super::ports::Connect;
 use crate::api::{CredentialsRef, ImageShare, Reason};
 use crate::openstack::{CloudConfig, Clouds, CloudsError, Session};
 
@@ -102,16 +103,6 @@ impl<'a> Sessions<'a> {
         }
     }
 
-    /// The session for a credentials reference (shared token cache per distinct credential).
-    pub async fn get(&mut self, cref: &CredentialsRef) -> Result<Arc<Session>, Failure> {
-        if let Some(found) = self.opened.get(cref) {
-            return found.clone();
-        }
-        let result = self.open(cref).await;
-        self.opened.insert(cref.clone(), result.clone());
-        result
-    }
-
     async fn open(&mut self, cref: &CredentialsRef) -> Result<Arc<Session>, Failure> {
         let secrets = match &self.source {
             Source::Cluster(secrets) => secrets,
@@ -175,6 +166,19 @@ impl<'a> Sessions<'a> {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The session for a credentials reference (shared token cache per distinct credential).
+impl Connect for Sessions<'_> {
+    type Session = Session;
+    async fn session(&mut self, cref: &CredentialsRef) -> Result<Arc<Session>, Failure> {
+        if let Some(found) = self.opened.get(cref) {
+            return found.clone();
+        }
+        let result = self.open(cref).await;
+        self.opened.insert(cref.clone(), result.clone());
+        result
     }
 }
 

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::model::{MemberKey, ObservedImage, Visibility};
 use super::overlap::Claims;
 pub use super::overlap::Declarer;
-use super::plan::ObservedImage;
 use crate::api::{
     CredentialsRef, CredentialsSource, ImageRef, ImageShareSpec, MemberSpec, MemberStatus,
     Membership,
@@ -89,10 +89,10 @@ pub fn image(id: &str, members: &[(&str, MemberStatus)]) -> ObservedImage {
     ObservedImage {
         id: id.into(),
         name: None,
-        visibility: Some("shared".into()),
+        visibility: Some(Visibility::Shared),
         members: members
             .iter()
-            .map(|(p, s)| (p.to_string(), *s))
+            .map(|(p, s)| ((*p).into(), *s))
             .collect::<BTreeMap<_, _>>(),
     }
 }
@@ -114,7 +114,7 @@ pub fn declarer(key: &str) -> Declarer {
 pub fn claims_of(declarer: &Declarer, pairs: &[(&str, &str)]) -> Claims {
     let mut claims = Claims::default();
     for (image, project) in pairs {
-        let pair = (image.to_string(), project.to_string());
+        let pair = MemberKey::new(*image, *project);
         claims
             .declared
             .entry(pair)

@@ -1,4 +1,4 @@
-//! The ledger: the (image, project) pairs an ImageShare declared and added, kept in its
+//! The ledger: the members (image, project) an ImageShare declared and added, kept in its
 //! status so that whatever leaves the declaration is removed again. Pure; no I/O.
 //!
 //! In status the pairs are grouped by identical project lists (`{images, projects}`), so an
@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::plan::Pair;
+use super::model::{ImageId, MemberKey, ProjectId};
 use crate::api::LedgerEntry;
 
-/// A set of (image, project) pairs.
+/// A set of members.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ledger(BTreeSet<Pair>);
+pub struct Ledger(BTreeSet<MemberKey>);
 
 impl Ledger {
     /// The ledger recorded in a status (empty when there is none).
@@ -24,7 +24,7 @@ impl Ledger {
                     e.images.iter().flat_map(|image| {
                         e.projects
                             .iter()
-                            .map(move |project| (image.clone(), project.clone()))
+                            .map(move |project| MemberKey::new(image, project))
                     })
                 })
                 .collect(),
@@ -34,9 +34,12 @@ impl Ledger {
     /// The compact form written to status: one entry per distinct project list, images and
     /// projects sorted, so the same ledger always serialises the same way.
     pub fn to_entries(&self) -> Vec<LedgerEntry> {
-        let mut per_image: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (image, project) in &self.0 {
-            per_image.entry(image).or_default().push(project.clone());
+        let mut per_image: BTreeMap<&ImageId, Vec<String>> = BTreeMap::new();
+        for MemberKey { image, project } in &self.0 {
+            per_image
+                .entry(image)
+                .or_default()
+                .push(project.to_string());
         }
         let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
         for (image, projects) in per_image {
@@ -48,32 +51,37 @@ impl Ledger {
             .collect()
     }
 
-    /// Whether the pair is in the ledger.
-    pub fn contains(&self, pair: &Pair) -> bool {
-        self.0.contains(pair)
+    /// Whether the member is in the ledger.
+    pub fn contains(&self, key: &MemberKey) -> bool {
+        self.0.contains(key)
     }
 
-    /// Adds a pair.
-    pub fn insert(&mut self, pair: Pair) {
-        self.0.insert(pair);
+    /// Adds a member.
+    pub fn insert(&mut self, key: MemberKey) {
+        self.0.insert(key);
     }
 
-    /// Drops a pair.
-    pub fn remove(&mut self, pair: &Pair) {
-        self.0.remove(pair);
+    /// Drops a member.
+    pub fn remove(&mut self, key: &MemberKey) {
+        self.0.remove(key);
     }
 
-    /// Whether every pair of `self` is in `other`.
+    /// The projects recorded on any image.
+    pub fn projects(&self) -> impl Iterator<Item = &ProjectId> {
+        self.0.iter().map(|k| &k.project)
+    }
+
+    /// Whether every member of `self` is in `other`.
     pub fn is_subset(&self, other: &Ledger) -> bool {
         self.0.is_subset(&other.0)
     }
 
-    /// The pairs, sorted by image then project.
-    pub fn iter(&self) -> impl Iterator<Item = &Pair> {
+    /// The members, sorted by image then project.
+    pub fn iter(&self) -> impl Iterator<Item = &MemberKey> {
         self.0.iter()
     }
 
-    /// Number of pairs.
+    /// Number of members.
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -84,8 +92,8 @@ impl Ledger {
     }
 }
 
-impl FromIterator<Pair> for Ledger {
-    fn from_iter<I: IntoIterator<Item = Pair>>(iter: I) -> Self {
+impl FromIterator<MemberKey> for Ledger {
+    fn from_iter<I: IntoIterator<Item = MemberKey>>(iter: I) -> Self {
         Ledger(iter.into_iter().collect())
     }
 }
@@ -94,8 +102,8 @@ impl FromIterator<Pair> for Ledger {
 mod tests {
     use super::*;
 
-    fn pair(image: &str, project: &str) -> Pair {
-        (image.to_string(), project.to_string())
+    fn pair(image: &str, project: &str) -> MemberKey {
+        MemberKey::new(image, project)
     }
 
     #[test]

@@ -1,33 +1,44 @@
 //! The controller: watches ImageShares (and the Secrets they reference) and runs one pass
-//! per object. This module only wires the stages together: `reconcile` is a finalizer
-//! dispatch to [`pass::sync`] (live objects) or [`cleanup::cleanup`] (deleted ones).
+//! per object. This module only wires things together: `reconcile` is a finalizer dispatch
+//! to [`pass::sync`] (live objects, after the deletion guard) or [`cleanup::cleanup`]
+//! (deleted ones). docs/architecture.md draws a pass.
 //!
-//! Stages, each in its own module: [`credentials`] (Secrets → sessions, deletion guard) →
-//! [`observe`] (Glance) → [`overlap`] (other objects' claims, pure) → [`plan`] (pure) →
-//! [`apply`] (Glance) → [`status`] (pure builder) → [`events`]. [`ledger`] is what an object
-//! manages; [`contest`] holds back statuses another client keeps reverting; [`sightings`]
-//! makes Exclusive see an undeclared member twice before removing it; [`backoff`] times
-//! retries and resyncs. Next to the controller, [`guard`] keeps the deletion guard on the
-//! producer Secrets that cached objects need.
+//! - Shared types: [`model`] (IDs, member keys, steps, outcomes, failures), [`error`].
+//! - The pass ([`pass`]): [`projects`] (Keystone) → [`observe`] (Glance) → [`overlap`]
+//!   (other objects' claims, pure) → [`plan`] (pure) → [`apply`] (Glance), returning a
+//!   [`report::PassResult`] from which [`status`], [`events`] and the requeue are derived.
+//! - Seams ([`ports`]): Glance, Keystone, the status/Event writer; [`credentials`] opens
+//!   sessions from Secrets.
+//! - State between passes: [`ledger`] (in status), [`memory`] (in memory: [`backoff`],
+//!   [`contest`], sightings, holds).
+//! - Next to the controller, [`guard`] keeps the deletion guard on the producer Secrets
+//!   that cached objects need; [`context`] is what every reconcile shares.
 
 pub mod apply;
 pub mod backoff;
 pub mod cleanup;
 pub mod contest;
+pub mod context;
 pub mod credentials;
+pub mod error;
 pub mod events;
 pub mod guard;
 pub mod ledger;
+pub mod memory;
+pub mod model;
 pub mod observe;
 pub mod overlap;
 pub mod pass;
 pub mod plan;
+pub mod ports;
 pub mod projects;
-pub mod sightings;
+pub mod report;
 pub mod status;
 
 #[cfg(test)]
 pub mod fixtures;
+#[cfg(test)]
+mod pass_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,143 +54,22 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 use tracing::{Instrument, info_span, warn};
 
-use crate::api::{ImageShare, Reason};
+use crate::api::ImageShare;
 use crate::metrics::Metrics;
 use crate::openstack::{self, Clouds};
-use backoff::Backoff;
+use context::Context;
+use credentials::Sessions;
+use error::Error;
+use memory::Memory;
+use ports::{Connect, KubeWriter};
 
 pub use backoff::parse_duration;
-pub use pass::{Preview, preview};
+pub use model::Failure;
+pub use pass::preview;
+pub use ports::MANAGER;
 
 /// Finalizer that lets the operator remove members before the object goes away.
 pub const FINALIZER: &str = "imageshare.dev/cleanup";
-/// Field manager for status writes.
-pub const MANAGER: &str = "imageshare-operator";
-/// Requeue delay when removals wait for another ImageShare to be processed.
-pub const DEFERRED_RETRY: Duration = Duration::from_secs(5);
-
-/// Why a pass (or one member of it) did not reach the desired state: a Ready reason and a
-/// readable message, never a secret.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Failure {
-    /// Bounded reason (condition reason, Event reason, metric label).
-    pub reason: Reason,
-    /// Readable detail with the ids involved.
-    pub message: String,
-    /// Server-requested delay before retrying (429/503 Retry-After).
-    pub retry_after: Option<Duration>,
-}
-
-impl Failure {
-    /// A failure with a reason and message.
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// A passing fault, retried with backoff.
-    pub fn transient(message: impl Into<String>) -> Self {
-        Failure::new(Reason::TransientError, message)
-    }
-
-    /// Whether retrying soon may help.
-    pub fn is_transient(&self) -> bool {
-        self.reason == Reason::TransientError
-    }
-}
-
-impl From<openstack::Error> for Failure {
-    fn from(err: openstack::Error) -> Self {
-        use openstack::{Error, TerminalKind};
-        let message = err.to_string();
-        match err {
-            Error::NotFound { .. } => Failure::new(Reason::ImageNotFound, message),
-            Error::Conflict { .. } => Failure::new(Reason::Conflict, message),
-            Error::Terminal { kind, .. } => Failure::new(
-                match kind {
-                    TerminalKind::CredentialsInvalid | TerminalKind::Config => {
-                        Reason::CredentialsInvalid
-                    }
-                    TerminalKind::Forbidden | TerminalKind::BadRequest => Reason::Forbidden,
-                    TerminalKind::MemberQuotaExceeded => Reason::MemberQuotaExceeded,
-                },
-                message,
-            ),
-            Error::Transient { retry_after, .. } => Failure {
-                reason: Reason::TransientError,
-                message,
-                retry_after,
-            },
-        }
-    }
-}
-
-/// Errors that make a reconcile fail (and be retried with backoff): Kubernetes API trouble,
-/// and a cleanup that is not finished. OpenStack problems of a live object are not errors
-/// here: they are reported in status.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("kubernetes api: {0}")]
-    Kube(#[from] kube::Error),
-    /// The finalizer machinery failed, or the pass or cleanup inside it.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<finalizer::Error<Error>>),
-    /// Removing members on deletion failed transiently or waits for another object; the
-    /// finalizer stays and it is retried (after the server's Retry-After, if it sent one).
-    #[error("cleanup not finished, retrying: {0}")]
-    CleanupPending(String, Option<Duration>),
-    /// The object has no namespace (ImageShare is namespaced, so this is a bug elsewhere).
-    #[error("imageshare {0} has no namespace")]
-    NoNamespace(String),
-}
-
-impl Error {
-    /// The delay the server asked for, also when the error comes wrapped by the finalizer.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::CleanupPending(_, retry_after) => *retry_after,
-            Error::Finalizer(inner) => match inner.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
-                    e.retry_after()
-                }
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-}
-
-/// Shared state of all reconciles.
-pub struct Context {
-    /// Kubernetes client.
-    pub client: Client,
-    /// OpenStack sessions, one per distinct credential.
-    pub clouds: Clouds,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Per-object backoff.
-    pub backoff: Backoff,
-    /// Statuses another client keeps reverting, per object and pair.
-    pub contests: contest::Book,
-    /// Undeclared members Exclusive objects saw, with when.
-    pub sightings: sightings::Sightings,
-    /// Resync period when the spec sets none.
-    pub default_resync: Duration,
-    /// The controller's cache of all ImageShares (for overlaps).
-    pub store: Store<ImageShare>,
-    /// When this operator started (cleanup retries count from here at the earliest).
-    pub started: k8s_openapi::jiff::Timestamp,
-    /// Secret versions the deletion guard wrote (their events trigger no pass).
-    pub guard_writes: guard::OwnWrites,
-    /// When unprocessed objects were first seen (their hold on removals is bounded).
-    pub holds: overlap::HoldClock,
-    /// Whether this replica may still write to Glance and to status (leader election).
-    pub fence: crate::leader::Fence,
-}
 
 /// Options of the controller loop.
 #[derive(Clone)]
@@ -234,16 +124,16 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     });
     let ctx = Arc::new(Context {
         client: client.clone(),
+        writer: KubeWriter {
+            client: client.clone(),
+        },
         clouds: Clouds::new(options.per_cloud_limit).with_policy(options.policy.clone()),
         metrics,
-        backoff: Backoff::default(),
-        contests: contest::Book::default(),
-        sightings: sightings::Sightings::default(),
+        memory: Memory::default(),
         default_resync: options.default_resync,
         store,
         started: k8s_openapi::jiff::Timestamp::now(),
         guard_writes: guard::OwnWrites::default(),
-        holds: overlap::HoldClock::default(),
         fence: options.fence.clone(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
@@ -374,7 +264,7 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
     let started = std::time::Instant::now();
     let result = finalizer::finalizer(&api, FINALIZER, share, |event| async {
         match event {
-            Finalizer::Apply(share) => pass::sync(&share, &api, &ctx).await,
+            Finalizer::Apply(share) => live(&share, &ctx).await,
             Finalizer::Cleanup(share) => cleanup::cleanup(&share, &ctx).await,
         }
     })
@@ -387,10 +277,42 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
     result
 }
 
+/// The pass of a live object with the operator's own clients: the deletion guard first
+/// (Kubernetes only), then [`pass::sync`].
+async fn live(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
+    guard(share, &mut sessions, &ctx.guard_writes).await;
+    let others = ctx.store.state();
+    let deps = pass::Deps {
+        connect: sessions,
+        writer: &ctx.writer,
+        memory: &ctx.memory,
+        others: &others,
+        fence: &ctx.fence,
+    };
+    let delay = pass::sync(share, deps, &ctx.metrics, ctx.default_resync).await?;
+    Ok(Action::requeue(delay))
+}
+
+/// Puts the deletion guard on the producer Secret this object needs, before any member is
+/// added (the guard keeper would too, a moment later). Runs on every pass, also when the
+/// rest of the pass fails; a failure is logged and retried by the keeper.
+async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>, own: &guard::OwnWrites) {
+    let (Some(name), Some(producer)) = (guard::needs_guard(share), &share.spec.producer) else {
+        return;
+    };
+    // Reads the Secret (the pass needs it anyway; a broken one still gets the guard).
+    let _ = sessions.session(&producer.credentials_ref).await;
+    if let Err(e) = sessions.guard(name, own).await {
+        warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
+    }
+}
+
 fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(imageshare = %share.name_any(), namespace = ?share.namespace(), error = %error, "reconcile failed; retrying with backoff");
+    ctx.metrics.count_error(error.metric_label());
     Action::requeue(retry_delay(
-        &ctx.backoff,
+        &ctx.memory,
         &ObjectRef::from_obj(&*share),
         error,
     ))
@@ -398,8 +320,8 @@ fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Act
 
 /// How long to wait after a failed reconcile: the object's backoff, at least the server's
 /// Retry-After (also when the error comes through the finalizer).
-fn retry_delay(backoff: &Backoff, key: &ObjectRef<ImageShare>, error: &Error) -> Duration {
-    backoff.next(key, error.retry_after())
+fn retry_delay(memory: &Memory, key: &ObjectRef<ImageShare>, error: &Error) -> Duration {
+    memory.failed(key, error.retry_after())
 }
 
 #[cfg(test)]
@@ -411,20 +333,20 @@ mod tests {
     fn a_cleanup_retry_honours_retry_after_through_the_finalizer() {
         let pending = || Error::CleanupPending("503".into(), Some(Duration::from_secs(120)));
         let wrapped = Error::Finalizer(Box::new(finalizer::Error::CleanupFailed(pending())));
-        let backoff = Backoff::default();
+        let memory = Memory::default();
         let key = ObjectRef::new("x").within("ns");
-        let delay = retry_delay(&backoff, &key, &wrapped);
+        let delay = retry_delay(&memory, &key, &wrapped);
         assert!(delay >= Duration::from_secs(120), "{delay:?}");
         assert_eq!(wrapped.retry_after(), pending().retry_after());
     }
 
     #[test]
     fn other_reconcile_errors_back_off_from_two_seconds() {
-        let backoff = Backoff::default();
+        let memory = Memory::default();
         let key = ObjectRef::new("x").within("ns");
         let error = Error::NoNamespace("x".into());
-        let first = retry_delay(&backoff, &key, &error);
-        let second = retry_delay(&backoff, &key, &error);
+        let first = retry_delay(&memory, &key, &error);
+        let second = retry_delay(&memory, &key, &error);
         assert!(first < Duration::from_secs(3) && second >= Duration::from_secs(4));
     }
 

@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::Failure;
-use super::credentials::Sessions;
-use super::plan::ObservedImage;
+use super::model::{Failure, ImageId, ObservedImage, ProjectId, Visibility};
+use super::ports::{Connect, Glance, Keystone};
 use crate::api::{ImageRef, ImageShare, Reason, canonical_image_id};
-use crate::openstack::{self, Image, ImageQuery, Session};
+use crate::openstack::{self, Image, ImageQuery};
 
 /// What one pass saw in Glance.
 #[derive(Clone, Debug, Default)]
@@ -19,72 +18,69 @@ pub struct Observed {
     /// not a failed pass: the members recorded on images no longer named are still removed.
     pub missing: Option<Failure>,
     /// Per-project failures not tied to one step (e.g. a consumer's Secret is missing).
-    pub member_failures: BTreeMap<String, Failure>,
-    /// The cloud the pass worked on ([`cloud`]): the producer's, or in consumer-only use the
-    /// first consumer's that could be opened.
+    pub member_failures: BTreeMap<ProjectId, Failure>,
+    /// The cloud the pass worked on ([`Glance::cloud`]): the producer's, or in consumer-only
+    /// use the first consumer's that could be opened.
     pub cloud: Option<String>,
 }
 
-/// A session's cloud: its Keystone URL and the Glance endpoint it uses (from the catalog, or
-/// an override the cluster operator allowed), normalised. The region is implied by the
-/// endpoint. Authenticates if needed.
-pub async fn cloud(session: &Session) -> Result<String, Failure> {
-    let token = session.token().await?;
-    let endpoint = token.image_endpoint().trim_end_matches('/');
-    let endpoint = match reqwest::Url::parse(endpoint) {
-        Ok(url) => url.as_str().trim_end_matches('/').to_string(),
-        Err(_) => endpoint.to_string(),
-    };
-    Ok(format!("{} {endpoint}", session.config().auth_url))
+/// What spec.image resolved to.
+enum Resolved {
+    /// The images it names.
+    Images(Vec<Image>),
+    /// No image matches (an answer, not a fault): why.
+    Missing(Failure),
 }
 
 /// Observes Glance for `share`. With a producer: resolve the image(s) and list members.
 /// Without (consumer-only): read each declared member's own row as that consumer.
-pub async fn observe(share: &ImageShare, sessions: &mut Sessions<'_>) -> Result<Observed, Failure> {
+pub async fn observe<C: Connect>(
+    share: &ImageShare,
+    sessions: &mut C,
+) -> Result<Observed, Failure> {
     let spec = &share.spec;
     let mut report = Observed::default();
     match &spec.producer {
         Some(producer) => {
-            let session = sessions.get(&producer.credentials_ref).await?;
-            report.cloud = Some(cloud(&session).await?);
-            match resolve(&session, &spec.image).await? {
-                Ok(images) => {
+            let session = sessions.session(&producer.credentials_ref).await?;
+            report.cloud = Some(session.cloud().await?);
+            match resolve(&*session, &spec.image).await? {
+                Resolved::Images(images) => {
                     for image in images {
-                        report.images.push(with_members(&session, image).await?);
+                        report.images.push(with_members(&*session, image).await?);
                     }
                 }
-                Err(missing) => report.missing = Some(missing),
+                Resolved::Missing(missing) => report.missing = Some(missing),
             }
         }
         None => {
             let id = spec.image.id.as_deref().map(canonical_image_id);
-            let id = id.unwrap_or_default();
+            let id = ImageId::from(id.unwrap_or_default());
             let mut members = BTreeMap::new();
             for member in &spec.members {
                 let Some(consumer) = &member.consumer else {
                     continue;
                 };
-                let row = match sessions.get(&consumer.credentials_ref).await {
+                let project = ProjectId::from(&member.project);
+                let row = match sessions.session(&consumer.credentials_ref).await {
                     Ok(session) => {
                         if report.cloud.is_none() {
-                            report.cloud = cloud(&session).await.ok();
+                            report.cloud = session.cloud().await.ok();
                         }
-                        session.get_member(&id, &member.project).await
+                        session.get_member(id.as_str(), project.as_str()).await
                     }
                     Err(failure) => {
-                        report
-                            .member_failures
-                            .insert(member.project.clone(), failure);
+                        report.member_failures.insert(project, failure);
                         continue;
                     }
                 };
                 match row {
                     Ok(row) => {
-                        members.insert(member.project.clone(), row.status);
+                        members.insert(project, row.status);
                     }
                     Err(openstack::Error::NotFound { .. }) => {
                         report.member_failures.insert(
-                            member.project.clone(),
+                            project,
                             Failure::new(
                                 Reason::ImageNotFound,
                                 format!(
@@ -95,9 +91,7 @@ pub async fn observe(share: &ImageShare, sessions: &mut Sessions<'_>) -> Result<
                         );
                     }
                     Err(e) => {
-                        report
-                            .member_failures
-                            .insert(member.project.clone(), e.into());
+                        report.member_failures.insert(project, e.into());
                     }
                 }
             }
@@ -114,37 +108,37 @@ pub async fn observe(share: &ImageShare, sessions: &mut Sessions<'_>) -> Result<
 
 /// The image with its current members. Glance refuses to list members of an image that is
 /// not shared (403); it has none, and the status reports ImageNotShared.
-async fn with_members(session: &Session, image: Image) -> Result<ObservedImage, Failure> {
-    let members = if image.visibility == "shared" {
+async fn with_members(session: &impl Glance, image: Image) -> Result<ObservedImage, Failure> {
+    let visibility = Visibility::parse(&image.visibility);
+    let members = if visibility == Visibility::Shared {
         session
             .list_members(&image.id)
             .await?
             .into_iter()
-            .map(|m| (m.member_id, m.status))
+            .map(|m| (ProjectId::from(m.member_id), m.status))
             .collect()
     } else {
         BTreeMap::new()
     };
     Ok(ObservedImage {
-        id: image.id,
+        id: image.id.into(),
         name: image.name,
-        visibility: Some(image.visibility),
+        visibility: Some(visibility),
         members,
     })
 }
 
-/// Resolves spec.image to the images it names, as the producer. `Ok(Err(why))` when no
-/// image matches (an answer, not a fault); `Err` when the pass cannot go on (ambiguous
-/// name, an image the producer does not own, credentials, transient faults).
-async fn resolve(
-    session: &Session,
-    image: &ImageRef,
-) -> Result<Result<Vec<Image>, Failure>, Failure> {
+/// Resolves spec.image to the images it names, as the producer; `Err` when the pass cannot
+/// go on (ambiguous name, an image the producer does not own, credentials, transient
+/// faults).
+async fn resolve<S: Glance + Keystone>(session: &S, image: &ImageRef) -> Result<Resolved, Failure> {
     let owner = session.project_id().await?;
     if let Some(id) = &image.id {
         let id = &canonical_image_id(id);
         return match session.get_image(id).await {
-            Ok(found) if found.owner.as_deref() == Some(owner.as_str()) => Ok(Ok(vec![found])),
+            Ok(found) if found.owner.as_deref() == Some(owner.as_str()) => {
+                Ok(Resolved::Images(vec![found]))
+            }
             Ok(found) => Err(Failure::new(
                 Reason::Forbidden,
                 format!(
@@ -153,7 +147,7 @@ async fn resolve(
                     found.owner.as_deref().unwrap_or("unknown")
                 ),
             )),
-            Err(openstack::Error::NotFound { .. }) => Ok(Err(Failure::new(
+            Err(openstack::Error::NotFound { .. }) => Ok(Resolved::Missing(Failure::new(
                 Reason::ImageNotFound,
                 format!("image {id} not found, or not visible to the producer"),
             ))),
@@ -173,7 +167,7 @@ async fn resolve(
     let mut found = session.list_images(&query).await?;
     found.sort_by(|a, b| a.id.cmp(&b.id));
     match (&image.name, found.len()) {
-        (Some(name), 0) => Ok(Err(Failure::new(
+        (Some(name), 0) => Ok(Resolved::Missing(Failure::new(
             Reason::ImageNotFound,
             format!("no image named {name:?} owned by project {owner}"),
         ))),
@@ -188,10 +182,10 @@ async fn resolve(
                     .join(", ")
             ),
         )),
-        (None, 0) => Ok(Err(Failure::new(
+        (None, 0) => Ok(Resolved::Missing(Failure::new(
             Reason::ImageNotFound,
             format!("no image owned by project {owner} matches the selector"),
         ))),
-        _ => Ok(Ok(found)),
+        _ => Ok(Resolved::Images(found)),
     }
 }

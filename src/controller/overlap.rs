@@ -14,27 +14,21 @@
 //!   removal; the remover keeps the pair in its ledger.
 //! - A producer object that has not processed its current spec yet holds back removals of
 //!   the projects it declares on its cloud (or any cloud, while its cloud is unknown), for
-//!   [`HOLD_LIMIT`] at most.
+//!   [`super::memory::HOLD_LIMIT`] at most.
 //! - Objects that want the same thing agree: the earlier one (creation time, then
 //!   namespace/name) makes the add and sets the status, the later ones report InSync. Only a
 //!   contradiction is a Conflict: a different status for the same member (on the later
 //!   object), or an Exclusive object that would remove what another object declares.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::plan::Pair;
+use super::ledger::Ledger;
+use super::model::{ImageId, MemberKey, ProjectId};
 use crate::api::{ImageShare, MemberStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-
-/// How long an unprocessed object holds back removals of the projects it declares. A pass
-/// has a deadline, so an object is normally processed (successfully or not) well before.
-pub const HOLD_LIMIT: Duration = Duration::from_secs(5 * 60);
-/// How long the [`HoldClock`] remembers an unprocessed generation.
-const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Another object that declares a pair, as one object must respect it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,38 +53,38 @@ pub struct Declarer {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Claims {
     /// Per pair, the other objects on the same cloud that declare it, earliest first.
-    pub declared: BTreeMap<Pair, Vec<Declarer>>,
+    pub declared: BTreeMap<MemberKey, Vec<Declarer>>,
     /// Members of producer objects not processed for their current generation, as (image,
     /// project): removals of them wait. The image is known when the object names it by ID;
     /// otherwise (None) it may be any image.
-    pub waiting: BTreeSet<(Option<String>, String)>,
+    pub waiting: BTreeSet<(Option<ImageId>, ProjectId)>,
 }
 
 impl Claims {
     /// The other objects that declare `pair`.
-    pub fn declarers(&self, pair: &Pair) -> &[Declarer] {
+    pub fn declarers(&self, pair: &MemberKey) -> &[Declarer] {
         self.declared.get(pair).map_or(&[], Vec::as_slice)
     }
 
     /// The first object that protects `pair` from removal by this one.
-    pub fn protector(&self, pair: &Pair) -> Option<&Declarer> {
+    pub fn protector(&self, pair: &MemberKey) -> Option<&Declarer> {
         self.declarers(pair).iter().find(|d| d.producer)
     }
 
     /// Whether another object holds `pair` in its own ledger and will revoke it.
-    pub fn held_elsewhere(&self, pair: &Pair) -> bool {
+    pub fn held_elsewhere(&self, pair: &MemberKey) -> bool {
         self.declarers(pair).iter().any(|d| d.holds)
     }
 
     /// The earlier object that adds `pair` (this object then leaves the add to it).
-    pub fn adder(&self, pair: &Pair) -> Option<&Declarer> {
+    pub fn adder(&self, pair: &MemberKey) -> Option<&Declarer> {
         self.declarers(pair)
             .iter()
             .find(|d| d.producer && d.earlier && d.active)
     }
 
     /// The earlier object that sets the status of `pair`, with the status it sets.
-    pub fn status_setter(&self, pair: &Pair) -> Option<(&Declarer, MemberStatus)> {
+    pub fn status_setter(&self, pair: &MemberKey) -> Option<(&Declarer, MemberStatus)> {
         self.declarers(pair)
             .iter()
             .filter(|d| d.earlier && d.active)
@@ -98,15 +92,14 @@ impl Claims {
     }
 
     /// Whether removing `pair` must wait for an object that may declare it.
-    pub fn waits_for(&self, (image, project): &Pair) -> bool {
+    pub fn waits_for(&self, key: &MemberKey) -> bool {
+        let project = key.project.clone();
         self.waiting.contains(&(None, project.clone()))
-            || self
-                .waiting
-                .contains(&(Some(image.clone()), project.clone()))
+            || self.waiting.contains(&(Some(key.image.clone()), project))
     }
 
     /// The other objects declaring `pair`, for messages (at most three named).
-    pub fn names(&self, pair: &Pair) -> Option<String> {
+    pub fn names(&self, pair: &MemberKey) -> Option<String> {
         let all = self.declarers(pair);
         let mut names: Vec<&str> = all.iter().take(3).map(|d| d.key.as_str()).collect();
         if all.is_empty() {
@@ -136,7 +129,7 @@ fn cloud(share: &ImageShare) -> Option<&str> {
 /// The claims of every object in `all` but `share` itself, as `share` must respect them,
 /// `share` being on `mine` (its cloud, from this pass's session). Objects being deleted
 /// claim nothing (their cleanup removes their members). `hold_expired` says whether an
-/// unprocessed object has held back removals for long enough ([`HoldClock`]).
+/// unprocessed object has held back removals for long enough ([`super::memory::Memory::hold_expired`]).
 pub fn claims(
     share: &ImageShare,
     mine: Option<&str>,
@@ -174,15 +167,17 @@ pub fn claims(
                 .image
                 .id
                 .as_deref()
-                .map(crate::api::canonical_image_id);
-            claims
-                .waiting
-                .extend(declared.iter().map(|m| (image.clone(), m.project.clone())));
+                .map(|id| ImageId::from(crate::api::canonical_image_id(id)));
+            claims.waiting.extend(
+                declared
+                    .iter()
+                    .map(|m| (image.clone(), ProjectId::from(&m.project))),
+            );
         }
         if !same_cloud {
             continue;
         }
-        let ledger = super::ledger::Ledger::from_entries(status.map_or(&[], |s| &s.ledger));
+        let ledger = Ledger::from_entries(status.map_or(&[], |s| &s.ledger));
         // Stalled on a failure that needs a person (not a conflict of its own): it cannot
         // make writes now, so it neither makes them for others nor takes over a removal.
         let stalled = status.is_some_and(|s| {
@@ -195,7 +190,7 @@ pub fn claims(
         let revokes = producer && active;
         for image in status.iter().flat_map(|s| s.images.iter().map(|i| &i.id)) {
             for member in &declared {
-                let pair = (image.clone(), member.project.clone());
+                let pair = MemberKey::new(image, &member.project);
                 let declarer = Declarer {
                     key: key(other),
                     producer,
@@ -209,27 +204,6 @@ pub fn claims(
         }
     }
     claims
-}
-
-/// When the operator first saw each unprocessed object generation, so an object that is
-/// never processed holds back removals for [`HOLD_LIMIT`] at most.
-#[derive(Debug, Default)]
-pub struct HoldClock(Mutex<HashMap<(String, i64), Instant>>);
-
-impl HoldClock {
-    /// Whether `other` (unprocessed at its current generation) has held back removals for
-    /// longer than [`HOLD_LIMIT`] since this operator first saw that generation.
-    pub fn expired(&self, other: &ImageShare, now: Instant) -> bool {
-        let key = (
-            other.uid().unwrap_or_default(),
-            other.metadata.generation.unwrap_or(0),
-        );
-        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // Forget generations long gone (an edit or a deletion leaves its entry behind).
-        seen.retain(|_, at| now.saturating_duration_since(*at) < FORGET_AFTER);
-        let first = *seen.entry(key).or_insert(now);
-        now.saturating_duration_since(first) >= HOLD_LIMIT
-    }
 }
 
 #[cfg(test)]
@@ -340,8 +314,8 @@ mod tests {
         object("mine", 200, fixtures::spec().member("p", None))
     }
 
-    fn pair() -> Pair {
-        ("img".to_string(), "p".to_string())
+    fn pair() -> MemberKey {
+        MemberKey::new("img", "p")
     }
 
     fn never_expired(_: &ImageShare) -> bool {
@@ -504,7 +478,7 @@ mod tests {
         spec.image.id = Some(id.into());
         let unprocessed = Arc::new(object("other", 100, spec));
         let c = claims(&mine(), Some(CLOUD), &[unprocessed], &never_expired);
-        let pair = |image: &str| (image.to_string(), "p".to_string());
+        let pair = |image: &str| MemberKey::new(image, "p");
         assert!(c.waits_for(&pair("1c779bec-127f-47eb-8356-140d685991dd")));
         assert!(!c.waits_for(&pair("another-image")));
     }
@@ -518,12 +492,15 @@ mod tests {
             ..TRUSTED
         };
         let all = vec![Arc::new(other(o))];
-        let clock = HoldClock::default();
-        let start = Instant::now();
-        let at = |t: Instant| claims(&mine(), Some(CLOUD), &all, &|s| clock.expired(s, t));
+        let memory = crate::controller::memory::Memory::default();
+        let start = std::time::Instant::now();
+        let at = |t| claims(&mine(), Some(CLOUD), &all, &|s| memory.hold_expired(s, t));
         assert!(at(start).waits_for(&pair()));
-        assert!(at(start + HOLD_LIMIT / 2).waits_for(&pair()));
-        assert!(!at(start + HOLD_LIMIT).waits_for(&pair()), "the hold ends");
+        assert!(at(start + crate::controller::memory::HOLD_LIMIT / 2).waits_for(&pair()));
+        assert!(
+            !at(start + crate::controller::memory::HOLD_LIMIT).waits_for(&pair()),
+            "the hold ends"
+        );
     }
 
     #[test]

@@ -3,125 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::apply::Outcome;
 use super::ledger::Ledger;
+use super::model::{Action, Identity, ImageId, MemberKey, ObservedImage, Outcome, Step};
 use super::overlap::Claims;
-use crate::api::{CredentialsRef, ImageShareSpec, ImageStatus, MemberStatus, Membership};
-
-/// One image as observed in Glance in this pass.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedImage {
-    /// Glance image ID.
-    pub id: String,
-    /// Image name, when known.
-    pub name: Option<String>,
-    /// Glance visibility, when known (unknown in consumer-only use).
-    pub visibility: Option<String>,
-    /// Current members: project ID to status. In consumer-only use only the declared
-    /// members' own rows are known.
-    pub members: BTreeMap<String, MemberStatus>,
-}
-
-impl ObservedImage {
-    /// The image as reported in status.images.
-    pub fn status(&self) -> ImageStatus {
-        ImageStatus {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            visibility: self.visibility.clone(),
-        }
-    }
-
-    /// Whether Glance accepts new members on this image (visibility `shared`).
-    pub fn accepts_members(&self) -> bool {
-        self.visibility.as_deref() == Some("shared")
-    }
-}
-
-/// A (image ID, project ID) pair.
-pub type Pair = (String, String);
-
-/// Whose credentials a status update uses.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Identity {
-    /// The member's own consumer credentials.
-    Consumer(CredentialsRef),
-    /// The producer's credentials (works only if the producer may set member status, e.g. admin).
-    Producer,
-}
-
-/// One call to make against Glance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Add `project` as a member of `image` (as producer).
-    Add {
-        /// Glance image ID.
-        image: String,
-        /// Keystone project ID.
-        project: String,
-    },
-    /// Set the member's status (as `identity`).
-    SetStatus {
-        /// Glance image ID.
-        image: String,
-        /// Keystone project ID.
-        project: String,
-        /// Status to set.
-        status: MemberStatus,
-        /// Whose credentials to use.
-        identity: Identity,
-    },
-    /// Remove `project` from `image` (as producer).
-    Remove {
-        /// Glance image ID.
-        image: String,
-        /// Keystone project ID.
-        project: String,
-    },
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::Add { image, project } => write!(f, "add project {project} to image {image}"),
-            Step::Remove { image, project } => {
-                write!(f, "remove project {project} from image {image}")
-            }
-            Step::SetStatus {
-                image,
-                project,
-                status,
-                identity,
-            } => {
-                write!(f, "set project {project} on image {image} to {status} as ")?;
-                match identity {
-                    Identity::Consumer(c) => write!(f, "the consumer (secret {})", c.secret_name),
-                    Identity::Producer => f.write_str("the producer"),
-                }
-            }
-        }
-    }
-}
-
-impl Step {
-    /// The (image, project) pair the step acts on.
-    pub fn pair(&self) -> Pair {
-        match self {
-            Step::Add { image, project }
-            | Step::SetStatus { image, project, .. }
-            | Step::Remove { image, project } => (image.clone(), project.clone()),
-        }
-    }
-}
+use crate::api::{ImageShareSpec, MemberStatus, Membership};
 
 /// What earlier passes of the same object learned (kept in memory by the controller).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
-    /// Pairs whose status is held back because another client keeps reverting it.
-    pub held: BTreeSet<Pair>,
+    /// Members whose status is held back because another client keeps reverting it.
+    pub held: BTreeSet<MemberKey>,
     /// Undeclared members an earlier pass already saw (long enough ago for the claims of an
     /// object that has just added them to be in the cache): Exclusive removes only those.
-    pub sighted: BTreeSet<Pair>,
+    pub sighted: BTreeSet<MemberKey>,
 }
 
 /// The calls to make in one pass, ordered per member (add before status), and the ledger
@@ -135,16 +29,16 @@ pub struct Plan {
     pub deferred: bool,
     /// Removals held back (counted when `deferred`).
     pub waiting: usize,
-    /// Pairs this object no longer declares but keeps in its ledger (no removal) because
+    /// Members this object no longer declares but keeps in its ledger (no removal) because
     /// another object declares them without holding them in its own ledger yet (suspended,
     /// failing, not processed): removed once that object lets go, handed over once it holds
     /// them. The caller comes back sooner than the resync to see which.
     pub kept: usize,
     /// Undeclared members Exclusive would remove, seen in this pass: the next pass removes
     /// those it sees again.
-    pub sightings: BTreeSet<Pair>,
+    pub sightings: BTreeSet<MemberKey>,
     /// The ledger to record before the steps run: the previous one, plus every declared
-    /// pair this pass adds or finds present, minus stale pairs that need no call. It grows
+    /// member this pass adds or finds present, minus stale ones that need no call. It grows
     /// before any add is made, so a crash after the add cannot forget the member.
     pub ledger: Ledger,
 }
@@ -155,8 +49,8 @@ impl Plan {
     pub fn ledger_after(&self, outcomes: &[(Step, Outcome)]) -> Ledger {
         let mut ledger = self.ledger.clone();
         for (step, outcome) in outcomes {
-            if let (Step::Remove { .. }, Outcome::Done | Outcome::Unchanged) = (step, outcome) {
-                ledger.remove(&step.pair());
+            if let (Action::Remove, Outcome::Done | Outcome::Unchanged) = (&step.action, outcome) {
+                ledger.remove(&step.key);
             }
         }
         ledger
@@ -171,13 +65,13 @@ impl Plan {
 ///   the image accepts members (visibility `shared`), unless an earlier object owns the add.
 /// - A declared status that differs from the observed one (or from `pending` for a member
 ///   added in this pass) is set, with the consumer's credentials when given, unless an
-///   earlier object sets that status or the pair is held back.
-/// - Ledger pairs no longer declared on an image spec.image resolves to (member taken out
+///   earlier object sets that status or the member is held back.
+/// - Ledger members no longer declared on an image spec.image resolves to (member taken out
 ///   of the spec, image no longer named or selected) are removed, in Additive mode too.
 /// - With `Exclusive`, members of an observed image that are neither declared nor in the
 ///   ledger are removed too, once a later pass sees them again (a member another object has
 ///   just added is then known as that object's claim, not removed and re-added).
-/// - No removal touches a pair another trusted object declares; removals of projects an
+/// - No removal touches a member another trusted object declares; removals of projects an
 ///   unprocessed producer object declares wait (`deferred`).
 pub fn plan(
     spec: &ImageShareSpec,
@@ -192,42 +86,35 @@ pub fn plan(
     let mut declared = BTreeSet::new();
     for image in images {
         for member in &spec.members {
-            let pair = (image.id.clone(), member.project.clone());
-            declared.insert(pair.clone());
-            let ours = producer && claims.adder(&pair).is_none();
-            let observed = match image.members.get(&member.project) {
+            let key = image.key(&member.project);
+            declared.insert(key.clone());
+            let ours = producer && claims.adder(&key).is_none();
+            let observed = match image.members.get(member.project.as_str()) {
                 Some(status) => {
                     // Declared and present: this object takes part in owning it, also when an
                     // earlier object added it (that one protects it while it declares it).
                     if producer {
-                        next.insert(pair.clone());
+                        next.insert(key.clone());
                     }
                     Some(*status)
                 }
                 None if ours && image.accepts_members() => {
-                    next.insert(pair.clone());
-                    steps.push(Step::Add {
-                        image: image.id.clone(),
-                        project: member.project.clone(),
-                    });
+                    next.insert(key.clone());
+                    steps.push(Step::add(key.clone()));
                     Some(MemberStatus::Pending)
                 }
                 None => None,
             };
             if let (Some(current), Some(desired)) = (observed, member.status)
                 && current != desired
-                && claims.status_setter(&pair).is_none()
-                && !history.held.contains(&pair)
+                && claims.status_setter(&key).is_none()
+                && !history.held.contains(&key)
             {
-                steps.push(Step::SetStatus {
-                    image: image.id.clone(),
-                    project: member.project.clone(),
-                    status: desired,
-                    identity: match &member.consumer {
-                        Some(c) => Identity::Consumer(c.credentials_ref.clone()),
-                        None => Identity::Producer,
-                    },
-                });
+                let identity = match &member.consumer {
+                    Some(c) => Identity::Consumer(c.credentials_ref.clone()),
+                    None => Identity::Producer,
+                };
+                steps.push(Step::set_status(key, desired, identity));
             }
         }
     }
@@ -239,60 +126,53 @@ pub fn plan(
             ..Plan::default()
         };
     }
-    let observed: BTreeMap<&str, &ObservedImage> =
-        images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let observed: BTreeMap<&ImageId, &ObservedImage> = images.iter().map(|i| (&i.id, i)).collect();
     let mut waiting = 0;
     let mut kept = 0;
     let mut sightings = BTreeSet::new();
     let mut unsighted = 0;
-    let mut remove = |pair: &Pair, steps: &mut Vec<Step>, next: &mut Ledger| {
-        if claims.protector(pair).is_some() {
+    let mut remove = |key: &MemberKey, steps: &mut Vec<Step>, next: &mut Ledger| {
+        if claims.protector(key).is_some() {
             // Another trusted object declares it. It becomes that object's to remove only
             // once that object holds it in its own ledger; until then this one keeps it.
-            if claims.held_elsewhere(pair) {
-                next.remove(pair);
+            if claims.held_elsewhere(key) {
+                next.remove(key);
             } else {
                 kept += 1;
             }
-        } else if claims.waits_for(pair) {
+        } else if claims.waits_for(key) {
             waiting += 1;
-        } else if let Some(image) = observed.get(pair.0.as_str()) {
+        } else if let Some(image) = observed.get(&key.image) {
             // On an image that is not shared Glance hides the members (and keeps them): the
-            // pair stays in the ledger until the image is shared again or goes away.
-            if image.accepts_members() && !image.members.contains_key(&pair.1) {
-                next.remove(pair);
+            // member stays in the ledger until the image is shared again or goes away.
+            if image.accepts_members() && !image.members.contains_key(&key.project) {
+                next.remove(key);
             } else if image.accepts_members() {
-                steps.push(Step::Remove {
-                    image: pair.0.clone(),
-                    project: pair.1.clone(),
-                });
+                steps.push(Step::remove(key.clone()));
             }
         } else {
-            steps.push(Step::Remove {
-                image: pair.0.clone(),
-                project: pair.1.clone(),
-            });
+            steps.push(Step::remove(key.clone()));
         }
     };
-    for pair in ledger.iter().filter(|p| !declared.contains(*p)) {
-        remove(pair, &mut steps, &mut next);
+    for key in ledger.iter().filter(|k| !declared.contains(*k)) {
+        remove(key, &mut steps, &mut next);
     }
     if spec.membership == Membership::Exclusive {
         for image in images {
             for project in image.members.keys() {
-                let pair = (image.id.clone(), project.clone());
-                if declared.contains(&pair)
-                    || ledger.contains(&pair)
-                    || claims.protector(&pair).is_some()
+                let key = image.key(project.clone());
+                if declared.contains(&key)
+                    || ledger.contains(&key)
+                    || claims.protector(&key).is_some()
                 {
                     continue;
                 }
-                if history.sighted.contains(&pair) {
-                    remove(&pair, &mut steps, &mut next);
+                if history.sighted.contains(&key) {
+                    remove(&key, &mut steps, &mut next);
                 } else {
                     unsighted += 1;
                 }
-                sightings.insert(pair);
+                sightings.insert(key);
             }
         }
     }
@@ -307,30 +187,24 @@ pub fn plan(
     }
 }
 
-/// The removals a `Delete` deletion policy makes: every ledger pair, except pairs another
-/// object holds in its own ledger (it takes over). The removals are calls on the pairs
+/// The removals a `Delete` deletion policy makes: every ledger member, except those another
+/// object holds in its own ledger (it takes over). The removals are calls on the members
 /// themselves, so an image that is gone or fails does not hold back the others. Removals
-/// wait (`deferred`) for an active object that declares the pair but does not hold it yet
-/// (its next pass records it), and for projects an unprocessed producer object declares. A
-/// suspended declarer that never recorded the pair does not keep it: it changes nothing, so
-/// nobody would ever revoke it.
+/// wait (`deferred`) for an active object that declares the member but does not hold it
+/// yet (its next pass records it), and for projects an unprocessed producer object
+/// declares. A suspended declarer that never recorded the member does not keep it: it
+/// changes nothing, so nobody would ever revoke it.
 pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
-    let waits = |pair: &Pair| {
-        claims.waits_for(pair)
-            || (!claims.held_elsewhere(pair)
-                && claims
-                    .declarers(pair)
-                    .iter()
-                    .any(|d| d.producer && d.active))
+    let waits = |key: &MemberKey| {
+        claims.waits_for(key)
+            || (!claims.held_elsewhere(key)
+                && claims.declarers(key).iter().any(|d| d.producer && d.active))
     };
-    let waiting = ledger.iter().filter(|pair| waits(pair)).count();
+    let waiting = ledger.iter().filter(|key| waits(key)).count();
     let steps = ledger
         .iter()
-        .filter(|pair| !claims.held_elsewhere(pair) && !waits(pair))
-        .map(|(image, project)| Step::Remove {
-            image: image.clone(),
-            project: project.clone(),
-        })
+        .filter(|key| !claims.held_elsewhere(key) && !waits(key))
+        .map(|key| Step::remove(key.clone()))
         .collect();
     Plan {
         steps,
@@ -344,11 +218,12 @@ pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::Failure;
+    use crate::api::CredentialsRef;
     use crate::controller::fixtures::{self, SpecExt, image, spec};
+    use crate::controller::model::{Failure, Visibility};
 
-    fn pair(image: &str, project: &str) -> Pair {
-        (image.to_string(), project.to_string())
+    fn pair(image: &str, project: &str) -> MemberKey {
+        MemberKey::new(image, project)
     }
 
     fn ledger(pairs: &[(&str, &str)]) -> Ledger {
@@ -375,7 +250,7 @@ mod tests {
     ) -> Plan {
         let sighted = images
             .iter()
-            .flat_map(|i| i.members.keys().map(|p| (i.id.clone(), p.clone())))
+            .flat_map(|i| i.members.keys().map(|p| i.key(p.clone())))
             .collect();
         let history = History {
             sighted,
@@ -393,17 +268,11 @@ mod tests {
     }
 
     fn removal(image: &str, project: &str) -> Step {
-        Step::Remove {
-            image: image.into(),
-            project: project.into(),
-        }
+        Step::remove(MemberKey::new(image, project))
     }
 
     fn add(image: &str, project: &str) -> Step {
-        Step::Add {
-            image: image.into(),
-            project: project.into(),
-        }
+        Step::add(MemberKey::new(image, project))
     }
 
     #[test]
@@ -414,15 +283,14 @@ mod tests {
             plan.steps,
             vec![
                 add("img", "a"),
-                Step::SetStatus {
-                    image: "img".into(),
-                    project: "a".into(),
-                    status: MemberStatus::Accepted,
-                    identity: Identity::Consumer(CredentialsRef {
+                Step::set_status(
+                    MemberKey::new("img", "a"),
+                    MemberStatus::Accepted,
+                    Identity::Consumer(CredentialsRef {
                         secret_name: "team-a".into(),
                         cloud_name: "openstack".into()
-                    }),
-                },
+                    })
+                ),
             ]
         );
         assert_eq!(
@@ -467,12 +335,11 @@ mod tests {
         let plan = fresh(&spec, &[image("img", &[("a", MemberStatus::Rejected)])]);
         assert_eq!(
             plan.steps,
-            vec![Step::SetStatus {
-                image: "img".into(),
-                project: "a".into(),
-                status: MemberStatus::Accepted,
-                identity: Identity::Producer,
-            }]
+            vec![Step::set_status(
+                MemberKey::new("img", "a"),
+                MemberStatus::Accepted,
+                Identity::Producer
+            )]
         );
     }
 
@@ -539,7 +406,7 @@ mod tests {
     fn removals_wait_for_a_producer_imageshare_not_processed_yet() {
         let spec = spec().member("a", None).exclusive();
         let claims = Claims {
-            waiting: BTreeSet::from([(None, "x".to_string())]),
+            waiting: BTreeSet::from([(None, "x".into())]),
             ..Claims::default()
         };
         let plan = with(
@@ -574,7 +441,7 @@ mod tests {
     fn ledger_pairs_on_an_image_that_is_not_shared_wait_for_it() {
         let spec = spec();
         let mut private = image("img", &[]);
-        private.visibility = Some("private".into());
+        private.visibility = Some(Visibility::parse("private"));
         let before = ledger(&[("img", "a")]);
         let plan = with(&spec, &[private], &before, &Claims::default());
         assert!(plan.steps.is_empty());
@@ -602,7 +469,7 @@ mod tests {
     fn private_image_gets_no_add() {
         let spec = spec().member("a", Some(MemberStatus::Accepted));
         let mut private = image("img", &[]);
-        private.visibility = Some("private".into());
+        private.visibility = Some(Visibility::parse("private"));
         let plan = fresh(&spec, &[private]);
         assert!(plan.steps.is_empty());
         assert!(plan.ledger.is_empty());
@@ -620,7 +487,10 @@ mod tests {
         assert_eq!(plan.steps.len(), 1);
         assert!(matches!(
             &plan.steps[0],
-            Step::SetStatus { project, status: MemberStatus::Accepted, .. } if project == "a"
+            Step {
+                key,
+                action: Action::SetStatus { status: MemberStatus::Accepted, .. }
+            } if key.project.as_str() == "a"
         ));
         assert!(plan.ledger.is_empty());
     }
@@ -775,7 +645,7 @@ mod tests {
     #[test]
     fn cleanup_waits_for_a_producer_imageshare_not_processed_yet() {
         let claims = Claims {
-            waiting: BTreeSet::from([(Some("i1".to_string()), "b".to_string())]),
+            waiting: BTreeSet::from([(Some("i1".into()), "b".into())]),
             ..Claims::default()
         };
         let plan = cleanup_plan(&ledger(&[("i1", "a"), ("i1", "b")]), &claims);

@@ -10,24 +10,14 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Failure;
-use super::credentials::Sessions;
+use super::model::Failure;
+use super::ports::{Connect, Keystone};
 use crate::api::{ImageShare, ImageShareSpec, MemberSpec, Reason, ResolvedProject};
 use crate::openstack::keystone::{ProjectEntry, same_name};
-use crate::openstack::{self, Session, TerminalKind};
+use crate::openstack::{self, TerminalKind};
 
 /// Most projects a selector may choose (the most members a spec may list).
 pub const MAX_SELECTED: usize = 1000;
-
-/// Resolves the project names and the selector of `share` through Keystone. Empty when the
-/// spec names projects by ID only. A partial Keystone list (truncated by its `list_limit`),
-/// an unexpected answer, a name matching no project or more than one: the pass stops here.
-pub async fn resolve(
-    share: &ImageShare,
-    sessions: &mut Sessions<'_>,
-) -> Result<Vec<ResolvedProject>, Failure> {
-    lookup(share, sessions).await
-}
 
 /// Appended to a Keystone refusal (HTTP 403) of a project or domain lookup.
 const NEEDS_READER: &str = "; resolving project names and spec.projectSelector needs \
@@ -50,9 +40,12 @@ fn keystone_failure(err: openstack::Error) -> Failure {
     failure
 }
 
-async fn lookup(
+/// Resolves the project names and the selector of `share` through Keystone. Empty when the
+/// spec names projects by ID only. A partial Keystone list (truncated by its `list_limit`),
+/// an unexpected answer, a name matching no project or more than one: the pass stops here.
+pub async fn resolve<C: Connect>(
     share: &ImageShare,
-    sessions: &mut Sessions<'_>,
+    sessions: &mut C,
 ) -> Result<Vec<ResolvedProject>, Failure> {
     let spec = &share.spec;
     let named: Vec<&MemberSpec> = spec.members.iter().filter(|m| m.domain.is_some()).collect();
@@ -63,12 +56,12 @@ async fn lookup(
         return Ok(Vec::new());
     };
     let reader_ref = spec.project_reader.as_ref().unwrap_or(producer);
-    let reader = sessions.get(&reader_ref.credentials_ref).await?;
+    let reader = sessions.session(&reader_ref.credentials_ref).await?;
     let mut domains = Domains::default();
     let mut resolved = Vec::new();
     for member in named {
         let domain = member.domain.as_deref().unwrap_or_default();
-        let domain_id = domains.id(&reader, domain).await?;
+        let domain_id = domains.id(&*reader, domain).await?;
         let found = reader
             .list_projects(&domain_id, Some(&member.project), &[])
             .await
@@ -91,9 +84,9 @@ async fn lookup(
                  project of the domain",
             ));
         }
-        let domain_id = domains.id(&reader, &selector.domain).await?;
+        let domain_id = domains.id(&*reader, &selector.domain).await?;
         let owner = sessions
-            .get(&producer.credentials_ref)
+            .session(&producer.credentials_ref)
             .await?
             .project_id()
             .await?;
@@ -192,7 +185,7 @@ fn describe<'a>(projects: impl IntoIterator<Item = (&'a str, &'a str)>) -> Strin
 struct Domains(BTreeMap<String, String>);
 
 impl Domains {
-    async fn id(&mut self, reader: &Session, domain: &str) -> Result<String, Failure> {
+    async fn id(&mut self, reader: &impl Keystone, domain: &str) -> Result<String, Failure> {
         if let Some(id) = self.0.get(domain) {
             return Ok(id.clone());
         }
@@ -205,7 +198,7 @@ impl Domains {
                     Reason::ProjectNotFound,
                     format!(
                         "no domain {domain:?} (by name or ID) visible to {}",
-                        reader.config().describe()
+                        reader.describe()
                     ),
                 )
             })?;

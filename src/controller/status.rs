@@ -3,16 +3,11 @@
 //! writer lives in the pass and only writes when [`needs_write`] says so.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::Failure;
-use super::apply::Outcome;
-use super::ledger::Ledger;
-use super::observe::Observed;
-use super::overlap::Claims;
-use super::plan::{ObservedImage, Pair, Step};
+use super::model::{Action, Failure, MemberKey, ObservedImage, Outcome, Step};
+use super::report::Report;
 use crate::api::{
     ImageShareSpec, ImageShareStatus, ImageStatus, MemberPhase, MemberState, MemberStatus,
     Membership, Reason,
@@ -20,62 +15,6 @@ use crate::api::{
 
 /// Most member rows written to status; memberCounts counts them all.
 pub const MAX_ROWS: usize = 200;
-
-/// A pair whose status another client keeps changing back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Held {
-    /// Reverts seen so far.
-    pub reverts: u32,
-    /// The length of the current hold (stable across passes, unlike `left`).
-    pub wait: Duration,
-    /// Time left before the next attempt.
-    pub left: Duration,
-}
-
-/// Everything one pass learned and did, handed over by the stages, the input of [`build`].
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// What the observe stage saw.
-    pub observed: Observed,
-    /// What other ImageShares claim (taken after the members were read).
-    pub claims: Claims,
-    /// Removals waited for another ImageShare to be processed.
-    pub deferred: bool,
-    /// Steps applied in this pass with their outcomes (empty when suspended).
-    pub outcomes: Vec<(Step, Outcome)>,
-    /// Managed statuses held back because another client keeps reverting them.
-    pub held: BTreeMap<Pair, Held>,
-    /// The ledger after this pass.
-    pub ledger: Ledger,
-    /// The projects resolved through Keystone for this pass.
-    pub projects: Vec<crate::api::ResolvedProject>,
-    /// Pairs no longer declared that stay in the ledger until the object that still
-    /// declares them holds them or lets go ([`super::plan::Plan::kept`]).
-    pub kept: usize,
-}
-
-impl Report {
-    /// Whether any step changed something in Glance.
-    pub fn changed_anything(&self) -> bool {
-        self.outcomes.iter().any(|(_, o)| *o == Outcome::Done)
-    }
-
-    /// The first transient failure of the pass, if any (it decides the retry).
-    pub fn transient_failure(&self) -> Option<&Failure> {
-        self.outcomes
-            .iter()
-            .find_map(|(_, o)| match o {
-                Outcome::Failed(f) if f.is_transient() => Some(f),
-                _ => None,
-            })
-            .or_else(|| {
-                self.observed
-                    .member_failures
-                    .values()
-                    .find(|f| f.is_transient())
-            })
-    }
-}
 
 /// Reasons a member can fail with, most urgent first; the Ready reason is the first present.
 /// A failed member whose reason is not listed counts as the last one.
@@ -97,6 +36,15 @@ struct Row {
     declared: bool,
 }
 
+/// A status and the Ready reason it carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Built {
+    /// The status.
+    pub status: ImageShareStatus,
+    /// Its Ready condition's reason.
+    pub reason: Reason,
+}
+
 /// Builds the status for `spec` at `generation` from a pass: its report, or the failure that
 /// stopped it before anything was observed. `previous` provides the condition's
 /// lastTransitionTime, lastSyncTime, and (for a failed pass) the
@@ -107,7 +55,7 @@ pub fn build(
     pass: Result<&Report, &Failure>,
     previous: Option<&ImageShareStatus>,
     now: &Time,
-) -> ImageShareStatus {
+) -> Built {
     let (images, rows, reason, message, ledger) = match pass {
         Err(failure) => {
             let prev = previous.cloned().unwrap_or_default();
@@ -184,7 +132,7 @@ pub fn build(
     };
     members.truncate(MAX_ROWS);
     let conditions = conditions(reason, message, generation, previous, now);
-    ImageShareStatus {
+    let status = ImageShareStatus {
         observed_generation: generation,
         image: Some(image_display(spec, &images)),
         members_in_sync,
@@ -203,7 +151,8 @@ pub fn build(
         },
         conditions,
         last_sync_time: previous.and_then(|p| p.last_sync_time.clone()),
-    }
+    };
+    Built { status, reason }
 }
 
 /// The conditions for a Ready `reason`, following kstatus: Ready summarises; Reconciling
@@ -290,29 +239,30 @@ fn satisfied(m: &MemberState) -> bool {
 }
 
 fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
-    let mut outcomes: BTreeMap<Pair, Vec<&(Step, Outcome)>> = BTreeMap::new();
+    let mut outcomes: BTreeMap<&MemberKey, Vec<&(Step, Outcome)>> = BTreeMap::new();
     for entry in &report.outcomes {
-        outcomes.entry(entry.0.pair()).or_default().push(entry);
+        outcomes.entry(&entry.0.key).or_default().push(entry);
     }
     let mut rows = Vec::new();
     for image in &report.observed.images {
         for member in &spec.members {
-            let pair = (image.id.clone(), member.project.clone());
-            let mut current = image.members.get(&member.project).copied();
+            let pair = image.key(&member.project);
+            let mut current = image.members.get(member.project.as_str()).copied();
             let mut awaiting = false;
-            let mut failed: Option<&Failure> = report.observed.member_failures.get(&member.project);
+            let mut failed: Option<&Failure> =
+                report.observed.member_failures.get(member.project.as_str());
             for (step, outcome) in outcomes.remove(&pair).into_iter().flatten() {
-                match (step, outcome) {
-                    (Step::Add { .. }, Outcome::Done | Outcome::Unchanged) => {
+                match (&step.action, outcome) {
+                    (Action::Add, Outcome::Done | Outcome::Unchanged) => {
                         current = current.or(Some(MemberStatus::Pending));
                     }
-                    (Step::SetStatus { status, .. }, Outcome::Done) => {
+                    (Action::SetStatus { status, .. }, Outcome::Done) => {
                         current = Some(*status);
                     }
                     (_, Outcome::AwaitingConsumer) => awaiting = true,
                     (_, Outcome::Failed(f)) => failed = failed.or(Some(f)),
-                    (Step::Remove { .. }, Outcome::Done | Outcome::Unchanged)
-                    | (Step::SetStatus { .. }, Outcome::Unchanged) => {}
+                    (Action::Remove, Outcome::Done | Outcome::Unchanged)
+                    | (Action::SetStatus { .. }, Outcome::Unchanged) => {}
                 }
             }
             let claims = &report.claims;
@@ -375,7 +325,7 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                     Some(format!(
                         "image {} has visibility {}; members need visibility shared",
                         image.id,
-                        image.visibility.as_deref().unwrap_or("unknown")
+                        image.visibility.as_ref().map_or("unknown", |v| v.as_str())
                     )),
                 )
             } else if current.is_none() {
@@ -418,7 +368,7 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
             };
             rows.push(Row {
                 state: MemberState {
-                    image: image.id.clone(),
+                    image: image.id.to_string(),
                     project: member.project.clone(),
                     status: current,
                     desired_status: member.status,
@@ -434,15 +384,15 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
     if spec.membership == Membership::Exclusive && spec.producer.is_some() {
         for image in &report.observed.images {
             for project in image.members.keys() {
-                let pair = (image.id.clone(), project.clone());
-                let declared_here = spec.members.iter().any(|m| &m.project == project);
+                let pair = image.key(project.clone());
+                let declared_here = spec.members.iter().any(|m| m.project == project.as_str());
                 let Some(other) = report.claims.protector(&pair).filter(|_| !declared_here) else {
                     continue;
                 };
                 rows.push(Row {
                     state: MemberState {
-                        image: image.id.clone(),
-                        project: project.clone(),
+                        image: image.id.to_string(),
+                        project: project.to_string(),
                         status: image.members.get(project).copied(),
                         desired_status: None,
                         state: MemberPhase::Conflict,
@@ -459,13 +409,13 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
         }
     }
     // Removals that failed (the pair is no longer declared, so it has no row above).
-    for ((image, project), entries) in outcomes {
+    for (MemberKey { image, project }, entries) in outcomes {
         for (step, outcome) in entries {
-            if let (Step::Remove { .. }, Outcome::Failed(f)) = (step, outcome) {
+            if let (Action::Remove, Outcome::Failed(f)) = (&step.action, outcome) {
                 rows.push(Row {
                     state: MemberState {
-                        image: image.clone(),
-                        project: project.clone(),
+                        image: image.to_string(),
+                        project: project.to_string(),
                         status: None,
                         desired_status: None,
                         state: MemberPhase::Failed,
@@ -560,8 +510,14 @@ fn image_display(spec: &ImageShareSpec, images: &[ImageStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::contest::Held;
     use crate::controller::fixtures::{SpecExt, image, spec};
-    use crate::controller::plan::{Identity, ObservedImage, plan};
+    use crate::controller::ledger::Ledger;
+    use crate::controller::model::{Identity, Visibility};
+    use crate::controller::observe::Observed;
+    use crate::controller::overlap::Claims;
+    use crate::controller::plan::plan;
+    use std::time::Duration;
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
@@ -591,7 +547,7 @@ mod tests {
             )]),
             ..Report::default()
         };
-        let status = build(&spec, Some(3), Ok(&report), None, &now());
+        let status = build(&spec, Some(3), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("True", "InSync"));
         assert_eq!(status.members[0].state, MemberPhase::InSync);
         assert_eq!(status.members[1].state, MemberPhase::AwaitingConsumer);
@@ -617,7 +573,7 @@ mod tests {
             outcomes: steps.into_iter().map(|s| (s, Outcome::Done)).collect(),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("True", "InSync"));
         assert_eq!(status.members[0].status, Some(MemberStatus::Accepted));
         assert_eq!(status.members[0].state, MemberPhase::InSync);
@@ -628,16 +584,10 @@ mod tests {
         let spec = spec().member("a", None);
         let report = Report {
             observed: observed(vec![image("img", &[])]),
-            outcomes: vec![(
-                Step::Add {
-                    image: "img".into(),
-                    project: "a".into(),
-                },
-                Outcome::Unchanged,
-            )],
+            outcomes: vec![(Step::add(MemberKey::new("img", "a")), Outcome::Unchanged)],
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("True", "InSync"));
         assert!(!report.changed_anything());
     }
@@ -664,6 +614,7 @@ mod tests {
         let spec = spec().member("a", None);
         let types = |failure: Failure| {
             build(&spec, Some(1), Err(&failure), None, &now())
+                .status
                 .conditions
                 .into_iter()
                 .map(|c| (c.type_, c.status))
@@ -691,7 +642,7 @@ mod tests {
             deferred: true,
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "Progressing"));
         assert!(status.conditions[0].message.contains("some removals wait"));
     }
@@ -702,17 +653,16 @@ mod tests {
         let report = Report {
             observed: observed(vec![image("img", &[("a", MemberStatus::Pending)])]),
             outcomes: vec![(
-                Step::SetStatus {
-                    image: "img".into(),
-                    project: "a".into(),
-                    status: MemberStatus::Accepted,
-                    identity: Identity::Producer,
-                },
+                Step::set_status(
+                    MemberKey::new("img", "a"),
+                    MemberStatus::Accepted,
+                    Identity::Producer,
+                ),
                 Outcome::AwaitingConsumer,
             )],
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "AwaitingConsumer"));
         assert_eq!(status.members[0].state, MemberPhase::AwaitingConsumer);
         assert_eq!(status.members_in_sync.as_deref(), Some("0/1"));
@@ -722,12 +672,12 @@ mod tests {
     fn private_image_reports_image_not_shared() {
         let spec = spec().member("a", None);
         let mut private = image("img", &[]);
-        private.visibility = Some("private".into());
+        private.visibility = Some(Visibility::parse("private"));
         let report = Report {
             observed: observed(vec![private]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "ImageNotShared"));
         assert!(
             status.conditions[0]
@@ -748,9 +698,9 @@ mod tests {
                     &[("a", MemberStatus::Pending), ("b", MemberStatus::Pending)],
                 )],
                 member_failures: BTreeMap::from([
-                    ("a".to_string(), Failure::transient("glance answered 503")),
+                    ("a".into(), Failure::transient("glance answered 503")),
                     (
-                        "b".to_string(),
+                        "b".into(),
                         Failure::new(Reason::CredentialsMissing, "secret team-b not found"),
                     ),
                 ]),
@@ -758,7 +708,7 @@ mod tests {
             },
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "CredentialsMissing"));
     }
 
@@ -773,7 +723,7 @@ mod tests {
             observed: Observed {
                 images: vec![shared],
                 member_failures: BTreeMap::from([(
-                    "a".to_string(),
+                    "a".into(),
                     Failure::new(
                         Reason::ImageNotFound,
                         "project a is not a member of image img",
@@ -783,7 +733,7 @@ mod tests {
             },
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "ImageNotFound"));
         assert_eq!(status.members[0].state, MemberPhase::Failed);
     }
@@ -798,7 +748,7 @@ mod tests {
             )]),
             ..Report::default()
         };
-        let before = build(&before_spec, Some(1), Ok(&ok), None, &now());
+        let before = build(&before_spec, Some(1), Ok(&ok), None, &now()).status;
         let failed = Failure::transient("glance answered 503");
         let after = build(
             &spec().member("a", None),
@@ -806,7 +756,8 @@ mod tests {
             Err(&failed),
             Some(&before),
             &now(),
-        );
+        )
+        .status;
         assert_eq!(after.members.len(), 1);
         assert_eq!(after.members[0].project, "a");
         assert_eq!(after.members_in_sync.as_deref(), Some("1/1"));
@@ -819,12 +770,12 @@ mod tests {
             observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let before = build(&spec, Some(1), Ok(&ok), None, &now());
+        let before = build(&spec, Some(1), Ok(&ok), None, &now()).status;
         let failed = Failure::new(
             Reason::CredentialsInvalid,
             "keystone refused the credentials of cloud openstack",
         );
-        let after = build(&spec, Some(1), Err(&failed), Some(&before), &now());
+        let after = build(&spec, Some(1), Err(&failed), Some(&before), &now()).status;
         assert_eq!(ready(&after), ("False", "CredentialsInvalid"));
         assert_eq!(after.members, before.members);
         assert!(after.conditions[0].message.contains("keystone refused"));
@@ -922,7 +873,7 @@ mod tests {
                 claims: claims_of(&other, &[("img", "a")]),
                 ..Report::default()
             };
-            let status = build(&spec, Some(1), Ok(&report), None, &now());
+            let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
             assert_eq!(ready(&status).1, reason.as_str(), "{case}");
             assert_eq!(status.members[0].state, state, "{case}");
             let message = status.members[0].message.as_deref().unwrap_or_default();
@@ -937,7 +888,7 @@ mod tests {
             kept: 1,
             ..Report::default()
         };
-        let status = build(&spec(), Some(1), Ok(&report), None, &now());
+        let status = build(&spec(), Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("True", "InSync"));
         assert!(
             status.conditions[0]
@@ -957,7 +908,7 @@ mod tests {
             claims: crate::controller::fixtures::earlier_claim("team/first", &[("img", "x")]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "Conflict"));
         assert!(status.conditions[0].message.contains("team/first"));
         assert_eq!(
@@ -974,7 +925,7 @@ mod tests {
             observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "Suspended"));
     }
 
@@ -985,10 +936,10 @@ mod tests {
             observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let mut first = build(&spec, Some(1), Ok(&report), None, &now());
+        let mut first = build(&spec, Some(1), Ok(&report), None, &now()).status;
         first.last_sync_time = Some(now());
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default());
-        let second = build(&spec, Some(1), Ok(&report), Some(&first), &later);
+        let second = build(&spec, Some(1), Ok(&report), Some(&first), &later).status;
         assert!(!needs_write(Some(&first), &second));
         assert_eq!(second.conditions, first.conditions);
     }
@@ -1000,10 +951,10 @@ mod tests {
             observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let first = build(&spec, Some(1), Ok(&synced), None, &now());
+        let first = build(&spec, Some(1), Ok(&synced), None, &now()).status;
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default());
         let failed = Failure::transient("connection refused");
-        let second = build(&spec, Some(1), Err(&failed), Some(&first), &later);
+        let second = build(&spec, Some(1), Err(&failed), Some(&first), &later).status;
         assert!(needs_write(Some(&first), &second));
         assert_eq!(second.conditions[0].last_transition_time, later);
     }
@@ -1036,14 +987,14 @@ mod tests {
             .collect();
         let ledger: Ledger = images
             .iter()
-            .flat_map(|i| i.members.keys().map(|p| (i.id.clone(), p.clone())))
+            .flat_map(|i| i.members.keys().map(|p| i.key(p.clone())))
             .collect();
         let report = Report {
             observed: observed(images),
             ledger,
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(status.members.len(), MAX_ROWS);
         assert!(
             status
@@ -1071,8 +1022,9 @@ mod tests {
         let report = Report {
             observed: observed(vec![image("img", &[("a", MemberStatus::Rejected)])]),
             held: BTreeMap::from([(
-                ("img".to_string(), "a".to_string()),
+                MemberKey::new("img", "a"),
                 Held {
+                    started: false,
                     reverts: 3,
                     wait: Duration::from_secs(60),
                     left: Duration::from_secs(42),
@@ -1080,7 +1032,7 @@ mod tests {
             )]),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "Conflict"));
         assert_eq!(status.members[0].state, MemberPhase::Contested);
         let message = status.members[0].message.as_deref().unwrap_or_default();
@@ -1099,15 +1051,12 @@ mod tests {
                 &[("a", MemberStatus::Accepted), ("b", MemberStatus::Accepted)],
             )]),
             outcomes: vec![(
-                Step::Remove {
-                    image: "img".into(),
-                    project: "b".into(),
-                },
+                Step::remove(MemberKey::new("img", "b")),
                 Outcome::Failed(Failure::new(Reason::Forbidden, "glance refused: 403")),
             )],
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "Forbidden"));
         assert_eq!(status.members_in_sync.as_deref(), Some("1/1"));
         assert_eq!(status.members[0].project, "b");
@@ -1125,10 +1074,10 @@ mod tests {
                 )),
                 ..Observed::default()
             },
-            ledger: [("img".to_string(), "a".to_string())].into_iter().collect(),
+            ledger: [MemberKey::new("img", "a")].into_iter().collect(),
             ..Report::default()
         };
-        let status = build(&spec, Some(1), Ok(&report), None, &now());
+        let status = build(&spec, Some(1), Ok(&report), None, &now()).status;
         assert_eq!(ready(&status), ("False", "ImageNotFound"));
         assert!(status.conditions[0].message.contains("gone"));
         assert_eq!(status.ledger.len(), 1);
@@ -1141,19 +1090,20 @@ mod tests {
             observed: observed(vec![image("img", &[("a", MemberStatus::Accepted)])]),
             ..Report::default()
         };
-        let ready = build(&spec, Some(1), Ok(&synced), None, &now());
+        let ready = build(&spec, Some(1), Ok(&synced), None, &now()).status;
         let blip = build(
             &spec,
             Some(1),
             Err(&Failure::transient("503")),
             Some(&ready),
             &now(),
-        );
+        )
+        .status;
         assert!(hide_blip(Some(&ready), &blip, 0));
         assert!(hide_blip(Some(&ready), &blip, 1));
         assert!(!hide_blip(Some(&ready), &blip, 2));
         let refused = Failure::new(Reason::Forbidden, "403");
-        let terminal = build(&spec, Some(1), Err(&refused), Some(&ready), &now());
+        let terminal = build(&spec, Some(1), Err(&refused), Some(&ready), &now()).status;
         assert!(
             !hide_blip(Some(&ready), &terminal, 0),
             "only passing faults"
@@ -1164,7 +1114,8 @@ mod tests {
             Err(&Failure::transient("503")),
             Some(&ready),
             &now(),
-        );
+        )
+        .status;
         assert!(
             !hide_blip(Some(&ready), &edited, 0),
             "a new spec is reported at once"

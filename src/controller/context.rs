@@ -1,0 +1,39 @@
+//! What every reconcile shares: the clients, the memory between passes, the cache of
+//! ImageShares and the leader fence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::reflector::Store;
+
+use super::guard;
+use super::memory::Memory;
+use super::ports::KubeWriter;
+use crate::api::ImageShare;
+use crate::metrics::Metrics;
+use crate::openstack::Clouds;
+
+/// Shared state of all reconciles.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Status and Event writes.
+    pub writer: KubeWriter,
+    /// OpenStack sessions, one per distinct credential.
+    pub clouds: Clouds,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// What the operator remembers about each object between passes.
+    pub memory: Memory,
+    /// Resync period when the spec sets none.
+    pub default_resync: Duration,
+    /// The controller's cache of all ImageShares (for overlaps).
+    pub store: Store<ImageShare>,
+    /// When this operator started (cleanup retries count from here at the earliest).
+    pub started: k8s_openapi::jiff::Timestamp,
+    /// Secret versions the deletion guard wrote (their events trigger no pass).
+    pub guard_writes: guard::OwnWrites,
+    /// Whether this replica may still write to Glance and to status (leader election).
+    pub fence: crate::leader::Fence,
+}
