@@ -33,6 +33,7 @@ pub mod plan;
 pub mod ports;
 pub mod projects;
 pub mod report;
+pub mod rotation;
 pub mod status;
 
 #[cfg(test)]
