@@ -5,6 +5,7 @@
 //! status as a load balancer's default backend does while the service behind it is down
 //! ([`FaultProxy::outage`]). It is not a fake server: without rules it is transparent. It
 //! records every request it saw, with the time, so tests can measure gaps and rates.
+//! [`behind_proxy`] gives a test namespace whose credentials reach Glance through one.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +15,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+
+use crate::cloud::Os;
+use crate::namespace::TestNs;
+use crate::stack::clouds_yaml_via;
 
 /// What to do instead of (or before) forwarding.
 #[derive(Clone, Debug)]
@@ -124,6 +129,41 @@ impl FaultProxy {
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.book.lock().unwrap().seen.clone()
     }
+
+    /// When each request of `method` on exactly `path` (no query) arrived.
+    pub fn calls_to(&self, method: &str, path: &str) -> Vec<Instant> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.path == path)
+            .map(|s| s.at)
+            .collect()
+    }
+
+    /// When each request of `method` whose path and query contain `part` arrived.
+    pub fn calls_containing(&self, method: &str, part: &str) -> Vec<Instant> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.path.contains(part))
+            .map(|s| s.at)
+            .collect()
+    }
+}
+
+/// A test namespace `e2e-<prefix>-…` whose credentials Secrets of `identities` (e.g.
+/// `producer-cloud` for "producer") reach Glance through a new proxy (image_endpoint_override),
+/// the proxy, and the producer identity (which reaches Glance directly).
+pub async fn behind_proxy(prefix: &str, identities: &[&str]) -> (TestNs, FaultProxy, Os) {
+    let t = TestNs::new(prefix).await;
+    let producer = Os::login("producer").await;
+    let proxy = FaultProxy::start(producer.glance_url()).await;
+    for identity in identities {
+        t.put_secret(
+            &format!("{identity}-cloud"),
+            &clouds_yaml_via(identity, &proxy.url),
+        )
+        .await;
+    }
+    (t, proxy, producer)
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
