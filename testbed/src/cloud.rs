@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::stack::clouds;
+use crate::wait::wait_until;
 
 /// A request body for [`Os::send`].
 enum Body {
@@ -181,6 +182,44 @@ impl Os {
                 )
             })
             .collect()
+    }
+
+    /// Waits up to `timeout` until `project` is a member of `image`; Some once it is.
+    pub async fn wait_member_added(
+        &self,
+        image: &str,
+        project: &str,
+        timeout: Duration,
+    ) -> Option<()> {
+        wait_until(timeout, || async {
+            self.members(image)
+                .await
+                .contains_key(project)
+                .then_some(())
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` until `project` is no longer a member of `image`; Some once it
+    /// is gone.
+    pub async fn wait_member_gone(
+        &self,
+        image: &str,
+        project: &str,
+        timeout: Duration,
+    ) -> Option<()> {
+        wait_until(timeout, || async {
+            (!self.members(image).await.contains_key(project)).then_some(())
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` until `image` has no member left; Some once it has none.
+    pub async fn wait_no_members(&self, image: &str, timeout: Duration) -> Option<()> {
+        wait_until(timeout, || async {
+            self.members(image).await.is_empty().then_some(())
+        })
+        .await
     }
 
     /// Adds a member by hand (as the producer).

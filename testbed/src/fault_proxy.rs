@@ -18,6 +18,7 @@ use axum::response::Response;
 
 use crate::cloud::Os;
 use crate::namespace::TestNs;
+use crate::server::{Served, serve};
 use crate::stack::clouds_yaml_via;
 
 /// What to do instead of (or before) forwarding.
@@ -77,32 +78,24 @@ pub struct FaultProxy {
     /// Its base URL, e.g. http://127.0.0.1:41234.
     pub url: String,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 impl FaultProxy {
     /// Starts a proxy on a free port of 127.0.0.1 in front of `upstream` (a base URL).
     pub async fn start(upstream: &str) -> FaultProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             book: Mutex::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FaultProxy { url, shared, task }
+        let (port, server) = serve(app).await;
+        FaultProxy {
+            url: format!("http://127.0.0.1:{port}"),
+            shared,
+            _server: server,
+        }
     }
 
     /// Adds a rule (rules are tried in the order they were added).

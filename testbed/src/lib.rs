@@ -13,6 +13,7 @@ pub mod fault_proxy;
 pub mod hostile_glance;
 pub mod namespace;
 pub mod scenario;
+mod server;
 pub mod stack;
 pub mod wait;
 

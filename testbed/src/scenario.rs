@@ -69,6 +69,11 @@ impl Share<'_> {
         self.with("image", json!({ "name": name }))
     }
 
+    /// Every image of the producer tagged `tag` (`spec.image.selector.tags`).
+    pub fn tagged(self, tag: &str) -> Self {
+        self.with("image", json!({"selector": {"tags": [tag]}}))
+    }
+
     /// Producer credentials from Secret `secret` instead of `producer-cloud`.
     pub fn producer(self, secret: &str) -> Self {
         self.with("producer", creds(secret))

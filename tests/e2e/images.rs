@@ -42,7 +42,7 @@ async fn selector_shares_every_match_including_images_created_later() {
     let a = project_id("consumer-a");
     let share = t
         .share("sel")
-        .with("image", json!({"selector": {"tags": [tag]}}))
+        .tagged(&tag)
         .resync_30s()
         .member(&a)
         .in_sync()
@@ -53,14 +53,7 @@ async fn selector_shares_every_match_including_images_created_later() {
     let second = producer
         .create_image(&unique("sel2"), "shared", &[&tag])
         .await;
-    let picked_up = wait_until(RESYNC, || async {
-        producer
-            .members(&second)
-            .await
-            .contains_key(&a)
-            .then_some(())
-    })
-    .await;
+    let picked_up = producer.wait_member_added(&second, &a, RESYNC).await;
     assert!(
         picked_up.is_some(),
         "image created later was not picked up on resync"

@@ -64,23 +64,13 @@ async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
     // A project created later joins at the next resync (forced here by a poke).
     let second = create(&second_name);
     t.poke("gpu").await;
-    let joined = wait_until(CONVERGE, || async {
-        producer
-            .members(&image)
-            .await
-            .contains_key(&second)
-            .then_some(())
-    })
-    .await;
+    let joined = producer.wait_member_added(&image, &second, CONVERGE).await;
     assert!(joined.is_some(), "{second_name} did not get the image");
 
     // Untagged: it leaves the selection and loses access; the other keeps it.
     openstack("admin", &["project", "set", "--remove-tag", &tag, &first]);
     t.poke("gpu").await;
-    let gone = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&first)).then_some(())
-    })
-    .await;
+    let gone = producer.wait_member_gone(&image, &first, CONVERGE).await;
     assert!(
         gone.is_some(),
         "{first_name} kept the image after leaving the selection"

@@ -37,10 +37,7 @@ async fn consumer_only_imageshare_in_another_namespace_does_not_shield_a_member_
         .member(&a)
         .create()
         .await;
-    let removed = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer.wait_member_gone(&image, &b, CONVERGE).await;
     assert!(
         removed.is_some(),
         "a consumer-only ImageShare shielded consumer-b from Exclusive: {:?}",
@@ -204,10 +201,7 @@ async fn member_removed_from_the_spec_loses_access_in_additive_mode() {
 
     t.patch_spec("share", json!({"members": [{"project": a}]}))
         .await;
-    let revoked = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let revoked = producer.wait_member_gone(&image, &b, CONVERGE).await;
     assert!(
         revoked.is_some(),
         "consumer-b kept access after leaving spec.members: {:?}",
@@ -289,7 +283,7 @@ async fn image_retagged_out_of_the_selector_loses_its_members() {
     let a = project_id("consumer-a");
     let share = t
         .share("sel")
-        .with("image", json!({"selector": {"tags": [tag]}}))
+        .tagged(&tag)
         .resync_30s()
         .member(&a)
         .in_sync()
@@ -300,10 +294,7 @@ async fn image_retagged_out_of_the_selector_loses_its_members() {
 
     // Glance has no watch API: only the resync notices the image left the selection.
     producer.remove_tag(&leaving, &tag).await;
-    let revoked = wait_until(RESYNC, || async {
-        producer.members(&leaving).await.is_empty().then_some(())
-    })
-    .await;
+    let revoked = producer.wait_no_members(&leaving, RESYNC).await;
     assert!(
         revoked.is_some(),
         "the image that left the selector kept its members: {:?}",
@@ -346,10 +337,7 @@ async fn renaming_spec_image_name_to_an_image_that_does_not_exist_revokes_the_ol
     t.patch_spec("share", json!({"image": {"name": unique("missing")}}))
         .await;
     t.wait_reason("share", "ImageNotFound", CONVERGE).await;
-    let revoked = wait_until(CONVERGE, || async {
-        producer.members(&image).await.is_empty().then_some(())
-    })
-    .await;
+    let revoked = producer.wait_no_members(&image, CONVERGE).await;
     assert!(
         revoked.is_some(),
         "the image no longer named kept its members: {:?}",

@@ -58,10 +58,7 @@ async fn a_tenants_own_endpoint_does_not_shield_a_member_the_owner_removes() {
 
     // The owner withdraws consumer-b: it loses the image, the shield notwithstanding.
     owner_ns.patch_spec("golden", json!({"members": []})).await;
-    let removed = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer.wait_member_gone(&image, &b, CONVERGE).await;
     assert!(
         removed.is_some(),
         "consumer-b kept the image behind a tenant's fake endpoint"
@@ -134,10 +131,9 @@ async fn a_suspended_object_defers_a_removal_and_never_inherits_it() {
 
     // The suspended object goes: nobody declares the member any more, and it is removed.
     other.delete_and_wait_gone("suspended", CONVERGE).await;
-    let removed = wait_until(Duration::from_secs(90), || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer
+        .wait_member_gone(&image, &b, Duration::from_secs(90))
+        .await;
     assert!(removed.is_some(), "the member outlived every declaration");
     let share = t.shares().get("granted").await.unwrap();
     assert!(ledger(&share).is_empty() || !producer.members(&image).await.contains_key(&b));
@@ -188,7 +184,7 @@ async fn an_object_stuck_on_a_slow_endpoint_holds_back_removals_only_until_its_d
         .await;
     other
         .share("slow")
-        .with("image", json!({"selector": {"tags": [unique("endless")]}}))
+        .tagged(&unique("endless"))
         .producer("slow-cloud")
         .member(&b)
         .resync_30s()
@@ -209,10 +205,9 @@ async fn an_object_stuck_on_a_slow_endpoint_holds_back_removals_only_until_its_d
         .await;
     let message = &stuck.ready_condition().unwrap().message;
     assert!(message.contains("did not finish within 30s"), "{message}");
-    let removed = wait_until(Duration::from_secs(60), || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer
+        .wait_member_gone(&image, &b, Duration::from_secs(60))
+        .await;
     assert!(
         removed.is_some(),
         "the stuck object held the removal back for good"
