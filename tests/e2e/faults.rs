@@ -1,8 +1,8 @@
 //! Faults between the operator and Glance, injected by a forwarding proxy (the testbed's
-//! fault_proxy)
-//! that the test's credentials point at (image_endpoint_override): passing HTTP faults
-//! (500, 503, 429 with Retry-After in seconds and as an HTTP date, 401 on a valid token),
-//! connection faults (a cut mid-answer, latency, an answer slower than the request timeout).
+//! fault_proxy) that the test's credentials point at (image_endpoint_override): passing HTTP
+//! faults (500, 503, 429 with Retry-After in seconds and as an HTTP date, 401 on a valid
+//! token), connection faults (a cut mid-answer, latency, an answer slower than the request
+//! timeout).
 //! The operator must converge, honour Retry-After, back off with a bounded rate, and keep a
 //! Ready condition steady through one passing fault.
 

@@ -18,11 +18,8 @@ fn ledger(share: &ImageShare) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_tenants_own_endpoint_does_not_shield_a_member_the_owner_removes() {
-    let Scenario {
-        t: owner_ns,
-        producer,
-        image,
-    } = Scenario::new("shield-owner").await;
+    let Scenario { t, producer, image } = Scenario::new("shield-owner").await;
+    let owner_ns = t;
     let tenant = TestNs::new("shield-tenant").await;
     let b = project_id("consumer-b");
     owner_ns
