@@ -57,13 +57,20 @@ async fn every_change_gets_an_event_naming_it_also_when_one_of_its_kind_came_bef
     )
     .await;
     t.wait_reason("share", "InSync", CONVERGE).await;
-    let notes: Vec<String> = t
-        .events("share")
+    // Events follow the status write: wait for the second one rather than race it.
+    let added = || async {
+        let notes: Vec<String> = t
+            .events("share")
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("MemberAdded"))
+            .filter_map(|e| e.note)
+            .collect();
+        (notes.len() >= 2).then_some(notes)
+    };
+    let notes = wait_until(std::time::Duration::from_secs(10), added)
         .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("MemberAdded"))
-        .filter_map(|e| e.note)
-        .collect();
+        .unwrap_or_default();
     for project in [&a, &b] {
         assert_eq!(
             notes
