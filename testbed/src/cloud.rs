@@ -258,6 +258,14 @@ impl Os {
         assert_eq!(status, 204, "remove tag {tag}: {body}");
     }
 
+    /// Deletes an image (as its owner).
+    pub async fn delete_image(&self, image: &str) {
+        let (status, body) = self
+            .call(reqwest::Method::DELETE, &format!("/images/{image}"), None)
+            .await;
+        assert_eq!(status, 204, "delete image {image}: {body}");
+    }
+
     /// IDs of the images this identity's default image list shows.
     pub async fn listed_images(&self) -> Vec<String> {
         let (status, body) = self

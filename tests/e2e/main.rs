@@ -20,6 +20,7 @@ mod plan;
 mod projects;
 mod rbac;
 mod revocation;
+mod rotation;
 mod secrets;
 mod tenancy;
 mod validation;
