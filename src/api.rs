@@ -58,10 +58,21 @@ pub const GROUP: &str = "imageshare.dev";
 #[x_kube(validation = Rule::new("has(self.producer) || has(self.image.id)").message("without spec.producer (consumer-only use) the image must be given by spec.image.id"))]
 #[x_kube(validation = Rule::new("has(self.producer) || self.members.all(m, has(m.consumer) && has(m.status))").message("without spec.producer (consumer-only use) every member needs consumer credentials and a status"))]
 #[x_kube(validation = Rule::new("has(self.producer) || (!has(self.projectSelector) && self.members.all(m, !has(m.domain)))").message("projectSelector and project names (members[].domain) need spec.producer"))]
+#[x_kube(validation = Rule::new("!has(self.regions) || size(self.regions) <= 1 || !has(self.image.id)").message("an image ID names one image in one region: with several regions, give image.name or image.selector"))]
 #[serde(rename_all = "camelCase")]
 pub struct ImageShareSpec {
     /// The image(s) to share, owned by the producer: exactly one of id, name or selector.
     pub image: ImageRef,
+
+    /// Regions of the producer's cloud to share in (Glance of each region, one Keystone):
+    /// the image is resolved in each by name or selector (IDs differ per region), and
+    /// members and statuses are kept in each. A region that fails is reported and retried;
+    /// it never stops or revokes anything in the others. Unset: the region of the
+    /// credentials (clouds.yaml `region_name`, else the catalog's first image endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 10))]
+    #[x_kube(validation = Rule::new("self.all(r, self.exists_one(o, o == r))").message("regions must be distinct"))]
+    pub regions: Option<Vec<String>>,
 
     /// Credentials of the image owner's project, used to resolve the image and to add and
     /// remove members. The image must be owned by that project. Omit it for consumer-only use: the object then only sets the status
@@ -330,6 +341,10 @@ pub struct ImageShareStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<String>,
 
+    /// With spec.regions: the cloud (Keystone URL and Glance endpoint) of each region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_clouds: BTreeMap<String, String>,
+
     /// One row per declared member and image, at most 200: members that are not in sync
     /// come first; memberCounts counts every row.
     #[serde(default)]
@@ -406,6 +421,9 @@ pub struct ResolvedProject {
 pub struct ImageStatus {
     /// Glance image ID.
     pub id: String,
+    /// Its region (with spec.regions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Image name, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -440,6 +458,9 @@ pub enum Rotation {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntry {
+    /// The region of the images (with spec.regions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Glance image IDs.
     pub images: Vec<String>,
     /// Keystone project IDs.
@@ -452,6 +473,9 @@ pub struct LedgerEntry {
 pub struct MemberState {
     /// Glance image ID.
     pub image: String,
+    /// The image's region (with spec.regions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Keystone project ID.
     pub project: String,
     /// Status observed in Glance; absent when the project is not a member (yet).

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{Instrument, debug, debug_span, warn};
 
+use super::ledger::Ledger;
 use super::model::{Action, Failure, Identity, MemberKey, Outcome, Step};
 use super::ports::{Connect, Glance};
 use crate::api::{ImageShare, Reason};
@@ -23,29 +24,31 @@ type Planned<S> = (usize, Step, Result<Arc<S>, Failure>);
 /// Members worked on at once within one object.
 const MEMBER_CONCURRENCY: usize = 16;
 
-/// Runs `steps` and returns each with its outcome, in plan order. No call is sent once
+/// Runs `steps` (each in the region `routes` records for its image) and returns each with
+/// its outcome, in plan order. No call is sent once
 /// `fence` says this replica may no longer write: the step fails transiently instead.
 pub async fn apply<C: Connect>(
     share: &ImageShare,
     sessions: &mut C,
     steps: Vec<Step>,
+    routes: &Ledger,
     fence: &Fence,
 ) -> Vec<(Step, Outcome)> {
-    let producer = match &share.spec.producer {
-        Some(p) => Some(sessions.session(&p.credentials_ref).await),
-        None => None,
-    };
     // Resolve every identity first (each Secret read once), then run without borrowing.
     let mut groups: BTreeMap<MemberKey, Vec<Planned<C::Session>>> = BTreeMap::new();
     for (index, step) in steps.into_iter().enumerate() {
-        let session = match step.identity() {
-            Identity::Consumer(cref) => sessions.session(cref).await,
-            Identity::Producer => producer.clone().unwrap_or_else(|| {
-                Err(Failure::new(
-                    Reason::Forbidden,
-                    "no producer credentials to add or remove members",
-                ))
-            }),
+        // The Glance of the image's region (spec.regions), else the credential's own.
+        let region = routes.region_of(&step.key.image);
+        let cref = match step.identity() {
+            Identity::Consumer(cref) => Some(cref),
+            Identity::Producer => share.spec.producer.as_ref().map(|p| &p.credentials_ref),
+        };
+        let session = match cref {
+            Some(cref) => sessions.session(cref, region).await,
+            None => Err(Failure::new(
+                Reason::Forbidden,
+                "no producer credentials to add or remove members",
+            )),
         };
         groups
             .entry(step.key.clone())

@@ -37,11 +37,13 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
         spec.deletion_policy == DeletionPolicy::Delete && !spec.suspend && spec.producer.is_some();
     let ledger = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
     if removes && !ledger.is_empty() {
-        let cloud = share.status.as_ref().and_then(|s| s.cloud.as_deref());
+        let status = share.status.as_ref();
+        let clouds = status.map(|s| s.cloud.iter().chain(s.region_clouds.values()));
+        let mine = clouds.into_iter().flatten().map(String::as_str).collect();
         let now = std::time::Instant::now();
         let expired = |other: &ImageShare| ctx.memory.hold_expired(other, now);
-        let plan = cleanup_plan(&ledger, &overlap::claims(share, cloud, &all, &expired));
-        let outcomes = apply::apply(share, &mut sessions, plan.steps, &ctx.fence).await;
+        let plan = cleanup_plan(&ledger, &overlap::claims(share, &mine, &all, &expired));
+        let outcomes = apply::apply(share, &mut sessions, plan.steps, &ledger, &ctx.fence).await;
         for note in events::of_steps(&outcomes) {
             info!(reason = note.reason, note = %note.note, "event");
             ctx.writer.event(share, &note).await;

@@ -74,7 +74,7 @@ pub struct Sessions<'a> {
     clouds: &'a Clouds,
     source: Source,
     namespace: String,
-    opened: HashMap<CredentialsRef, Result<Arc<Session>, Failure>>,
+    opened: HashMap<CredentialsRef, Result<CloudConfig, Failure>>,
     /// Metadata of the Secrets read in this pass, by name (finalizers, resourceVersion).
     metadata: HashMap<String, ObjectMeta>,
 }
@@ -103,10 +103,10 @@ impl<'a> Sessions<'a> {
         }
     }
 
-    async fn open(&mut self, cref: &CredentialsRef) -> Result<Arc<Session>, Failure> {
+    async fn open(&mut self, cref: &CredentialsRef) -> Result<CloudConfig, Failure> {
         let secrets = match &self.source {
             Source::Cluster(secrets) => secrets,
-            Source::Local(local) => return Ok(self.clouds.session(&local.config(cref)?)),
+            Source::Local(local) => return local.config(cref),
         };
         let name = &cref.secret_name;
         let ns = &self.namespace;
@@ -152,7 +152,7 @@ impl<'a> Sessions<'a> {
                 format!("secret {ns}/{name}: {why}"),
             ));
         }
-        Ok(self.clouds.session(&config))
+        Ok(config)
     }
 
     /// Puts the deletion guard on Secret `name` (read in this pass) unless it is there, or
@@ -169,16 +169,43 @@ impl<'a> Sessions<'a> {
     }
 }
 
+/// `config` for the Glance of `region` (a region of spec.regions) instead of its own. An
+/// endpoint override names one Glance, so it cannot serve a region chosen by the spec.
+fn in_region(mut config: CloudConfig, region: Option<&str>) -> Result<CloudConfig, Failure> {
+    let Some(region) = region else {
+        return Ok(config);
+    };
+    if config.image_endpoint_override.is_some() {
+        return Err(Failure::new(
+            Reason::CredentialsInvalid,
+            format!(
+                "cloud {}: image_endpoint_override names one Glance; it cannot be combined with \
+                 spec.regions",
+                config.cloud_name
+            ),
+        ));
+    }
+    config.region_name = Some(region.to_string());
+    Ok(config)
+}
+
 /// The session for a credentials reference (shared token cache per distinct credential).
 impl Connect for Sessions<'_> {
     type Session = Session;
-    async fn session(&mut self, cref: &CredentialsRef) -> Result<Arc<Session>, Failure> {
-        if let Some(found) = self.opened.get(cref) {
-            return found.clone();
-        }
-        let result = self.open(cref).await;
-        self.opened.insert(cref.clone(), result.clone());
-        result
+    async fn session(
+        &mut self,
+        cref: &CredentialsRef,
+        region: Option<&str>,
+    ) -> Result<Arc<Session>, Failure> {
+        let config = match self.opened.get(cref) {
+            Some(found) => found.clone(),
+            None => {
+                let opened = self.open(cref).await;
+                self.opened.insert(cref.clone(), opened.clone());
+                opened
+            }
+        }?;
+        Ok(self.clouds.session(&in_region(config, region)?))
     }
 }
 

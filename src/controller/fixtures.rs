@@ -13,6 +13,7 @@ use crate::api::{
 /// A spec sharing image `img` as producer `producer-cloud`, with no members yet.
 pub fn spec() -> ImageShareSpec {
     ImageShareSpec {
+        regions: None,
         image: ImageRef {
             id: Some("img".into()),
             ..ImageRef::default()

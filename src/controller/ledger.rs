@@ -10,29 +10,30 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::model::{ImageId, MemberKey, ProjectId};
 use crate::api::LedgerEntry;
 
-/// A set of members.
+/// A set of members, and the region of each image (with spec.regions), so a removal goes
+/// to the right Glance also once the image is no longer observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ledger(BTreeSet<MemberKey>);
+pub struct Ledger(BTreeSet<MemberKey>, BTreeMap<ImageId, String>);
 
 impl Ledger {
     /// The ledger recorded in a status (empty when there is none).
     pub fn from_entries(entries: &[LedgerEntry]) -> Ledger {
-        Ledger(
-            entries
-                .iter()
-                .flat_map(|e| {
-                    e.images.iter().flat_map(|image| {
-                        e.projects
-                            .iter()
-                            .map(move |project| MemberKey::new(image, project))
-                    })
-                })
-                .collect(),
-        )
+        let mut ledger = Ledger::default();
+        for entry in entries {
+            for image in &entry.images {
+                if let Some(region) = &entry.region {
+                    ledger.1.insert(image.into(), region.clone());
+                }
+                for project in &entry.projects {
+                    ledger.0.insert(MemberKey::new(image, project));
+                }
+            }
+        }
+        ledger
     }
 
-    /// The compact form written to status: one entry per distinct project list, images and
-    /// projects sorted, so the same ledger always serialises the same way.
+    /// The compact form written to status: one entry per region and distinct project list,
+    /// images and projects sorted, so the same ledger always serialises the same way.
     pub fn to_entries(&self) -> Vec<LedgerEntry> {
         let mut per_image: BTreeMap<&ImageId, Vec<String>> = BTreeMap::new();
         for MemberKey { image, project } in &self.0 {
@@ -41,14 +42,34 @@ impl Ledger {
                 .or_default()
                 .push(project.to_string());
         }
-        let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Option<&String>, Vec<String>), Vec<String>> = BTreeMap::new();
         for (image, projects) in per_image {
-            groups.entry(projects).or_default().push(image.to_string());
+            let region = self.1.get(image);
+            groups
+                .entry((region, projects))
+                .or_default()
+                .push(image.to_string());
         }
         groups
             .into_iter()
-            .map(|(projects, images)| LedgerEntry { images, projects })
+            .map(|((region, projects), images)| LedgerEntry {
+                region: region.cloned(),
+                images,
+                projects,
+            })
             .collect()
+    }
+
+    /// Records the region of each image that has one.
+    pub fn locate<'a>(&mut self, images: impl IntoIterator<Item = (&'a ImageId, &'a String)>) {
+        for (image, region) in images {
+            self.1.insert(image.clone(), region.clone());
+        }
+    }
+
+    /// The region of an image, if it has one.
+    pub fn region_of(&self, image: &ImageId) -> Option<&str> {
+        self.1.get(image).map(String::as_str)
     }
 
     /// Whether the member is in the ledger.
@@ -94,7 +115,7 @@ impl Ledger {
 
 impl FromIterator<MemberKey> for Ledger {
     fn from_iter<I: IntoIterator<Item = MemberKey>>(iter: I) -> Self {
-        Ledger(iter.into_iter().collect())
+        Ledger(iter.into_iter().collect(), BTreeMap::new())
     }
 }
 
@@ -122,10 +143,12 @@ mod tests {
             entries,
             vec![
                 LedgerEntry {
+                    region: None,
                     images: vec!["i3".into()],
                     projects: vec!["a".into()],
                 },
                 LedgerEntry {
+                    region: None,
                     images: vec!["i1".into(), "i2".into()],
                     projects: vec!["a".into(), "b".into()],
                 },

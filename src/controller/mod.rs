@@ -313,7 +313,7 @@ async fn guard(share: &ImageShare, sessions: &mut Sessions<'_>, own: &guard::Own
         return;
     };
     // Reads the Secret (the pass needs it anyway; a broken one still gets the guard).
-    let _ = sessions.session(&producer.credentials_ref).await;
+    let _ = sessions.session(&producer.credentials_ref, None).await;
     if let Err(e) = sessions.guard(name, own).await {
         warn!(secret = name, error = %e, "could not put the deletion guard on the producer secret");
     }

@@ -132,6 +132,8 @@ impl Visibility {
 pub struct ObservedImage {
     /// Glance image ID.
     pub id: ImageId,
+    /// The region whose Glance has it (with spec.regions).
+    pub region: Option<String>,
     /// Image name, when known.
     pub name: Option<String>,
     /// Glance visibility, when known (unknown in consumer-only use).
@@ -152,6 +154,7 @@ impl ObservedImage {
     pub fn status(&self) -> ImageStatus {
         ImageStatus {
             id: self.id.to_string(),
+            region: self.region.clone(),
             name: self.name.clone(),
             visibility: self.visibility.as_ref().map(|v| v.as_str().to_string()),
             created_at: self.created_at.map(Time),

@@ -7,13 +7,19 @@ use std::collections::BTreeMap;
 use super::model::{Failure, ImageId, ObservedImage, ProjectId, Visibility};
 use super::ports::{Connect, Glance, Keystone};
 use super::rotation::{Rotated, next_grace_end, rotate};
-use crate::api::{ImageRef, ImageShare, Reason, canonical_image_id};
+use crate::api::{CredentialsRef, ImageRef, ImageShare, ImageStatus, Reason, canonical_image_id};
 use crate::openstack::{self, Image, ImageQuery};
 use k8s_openapi::jiff::Timestamp;
 
 /// What one pass saw in Glance.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
+    /// The cloud of each region the pass worked on (None: the credential's own region):
+    /// its Keystone URL and Glance endpoint ([`Glance::cloud`]).
+    pub clouds: BTreeMap<Option<String>, String>,
+    /// Regions (of spec.regions) that could not be observed, with why: nothing is changed
+    /// in them this pass.
+    pub region_failures: BTreeMap<String, Failure>,
     /// The images with their members (with a producer: every image spec.image resolves to).
     pub images: Vec<ObservedImage>,
     /// With a producer: why spec.image resolved to no image at all. That is an observation,
@@ -21,11 +27,93 @@ pub struct Observed {
     pub missing: Option<Failure>,
     /// Per-project failures not tied to one step (e.g. a consumer's Secret is missing).
     pub member_failures: BTreeMap<ProjectId, Failure>,
-    /// The cloud the pass worked on ([`Glance::cloud`]): the producer's, or in consumer-only
-    /// use the first consumer's that could be opened.
-    pub cloud: Option<String>,
     /// With rotation: how soon the first grace period of a build ends.
     pub grace_ends_in: Option<std::time::Duration>,
+}
+
+/// What one region showed.
+struct RegionSeen {
+    region: Option<String>,
+    cloud: String,
+    images: Vec<ObservedImage>,
+    missing: Option<Failure>,
+    grace_ends_in: Option<std::time::Duration>,
+}
+
+impl Observed {
+    /// Adds what one region showed.
+    fn add(&mut self, seen: RegionSeen) {
+        self.clouds.insert(seen.region, seen.cloud);
+        self.images.extend(seen.images);
+        self.missing = self.missing.take().or(seen.missing);
+        self.grace_ends_in = self
+            .grace_ends_in
+            .into_iter()
+            .chain(seen.grace_ends_in)
+            .min();
+    }
+
+    /// The cloud of the credential's own region (no spec.regions).
+    pub fn cloud(&self) -> Option<&str> {
+        self.clouds.get(&None).map(String::as_str)
+    }
+
+    /// The clouds of the regions of spec.regions.
+    pub fn region_clouds(&self) -> BTreeMap<String, String> {
+        let regional = self.clouds.iter();
+        regional
+            .filter_map(|(r, c)| Some((r.clone()?, c.clone())))
+            .collect()
+    }
+}
+
+/// Resolves the image(s) in one region as the producer and reads their members.
+async fn in_region<C: Connect>(
+    share: &ImageShare,
+    sessions: &mut C,
+    producer: &CredentialsRef,
+    region: Option<&str>,
+) -> Result<RegionSeen, Failure> {
+    let session = sessions.session(producer, region).await?;
+    let mut seen = RegionSeen {
+        region: region.map(String::from),
+        cloud: session.cloud().await?,
+        images: Vec::new(),
+        missing: None,
+        grace_ends_in: None,
+    };
+    let in_region = |message: String| match region {
+        Some(region) => format!("region {region}: {message}"),
+        None => message,
+    };
+    match resolve(&*session, &share.spec.image).await {
+        Ok(Resolved::Images(found)) => {
+            let now = Timestamp::now();
+            let previous: Vec<ImageStatus> = share
+                .status
+                .iter()
+                .flat_map(|s| &s.images)
+                .filter(|i| i.region.as_deref() == region)
+                .cloned()
+                .collect();
+            let builds = rotate(found, share.spec.image.selector.as_ref(), &previous, now);
+            seen.grace_ends_in = next_grace_end(&builds, now);
+            for build in builds {
+                let mut image = with_members(&*session, build).await?;
+                image.region = seen.region.clone();
+                seen.images.push(image);
+            }
+        }
+        Ok(Resolved::Missing(mut missing)) => {
+            missing.message = in_region(missing.message);
+            seen.missing = Some(missing);
+        }
+        Err(mut failure) => {
+            failure.message = in_region(failure.message);
+            return Err(failure);
+        }
+    }
+    Ok(seen)
 }
 
 /// What spec.image resolved to.
@@ -46,34 +134,54 @@ pub async fn observe<C: Connect>(
     let mut report = Observed::default();
     match &spec.producer {
         Some(producer) => {
-            let session = sessions.session(&producer.credentials_ref).await?;
-            report.cloud = Some(session.cloud().await?);
-            match resolve(&*session, &spec.image).await? {
-                Resolved::Images(found) => {
-                    let now = Timestamp::now();
-                    let previous = share.status.as_ref().map_or(&[][..], |s| &s.images);
-                    let builds = rotate(found, spec.image.selector.as_ref(), previous, now);
-                    report.grace_ends_in = next_grace_end(&builds, now);
-                    for build in builds {
-                        report.images.push(with_members(&*session, build).await?);
-                    }
+            let regions: Vec<Option<&str>> = match spec.regions.as_deref() {
+                Some(regions) if !regions.is_empty() => {
+                    regions.iter().map(|r| Some(r.as_str())).collect()
                 }
-                Resolved::Missing(missing) => report.missing = Some(missing),
+                _ => vec![None],
+            };
+            let several = regions.len() > 1;
+            for region in regions {
+                let seen = in_region(share, sessions, &producer.credentials_ref, region).await;
+                match (seen, region) {
+                    (Ok(seen), _) => report.add(seen),
+                    // One region failing stops nothing in the others.
+                    (Err(failure), Some(region)) if several => {
+                        report.region_failures.insert(region.to_string(), failure);
+                    }
+                    (Err(failure), _) => return Err(failure),
+                }
+            }
+            if report.clouds.is_empty()
+                && let Some((region, failure)) = report.region_failures.pop_first()
+            {
+                // Every region failed: the pass stops, as it does without regions.
+                return Err(Failure {
+                    message: format!("region {region}: {}", failure.message),
+                    ..failure
+                });
             }
         }
         None => {
             let id = spec.image.id.as_deref().map(canonical_image_id);
             let id = ImageId::from(id.unwrap_or_default());
+            // Consumer-only names the image by ID, so one region at most.
+            let region = spec.regions.iter().flatten().next();
             let mut members = BTreeMap::new();
             for member in &spec.members {
                 let Some(consumer) = &member.consumer else {
                     continue;
                 };
                 let project = ProjectId::from(&member.project);
-                let row = match sessions.session(&consumer.credentials_ref).await {
+                let row = match sessions
+                    .session(&consumer.credentials_ref, region.map(String::as_str))
+                    .await
+                {
                     Ok(session) => {
-                        if report.cloud.is_none() {
-                            report.cloud = session.cloud().await.ok();
+                        if report.clouds.is_empty()
+                            && let Ok(cloud) = session.cloud().await
+                        {
+                            report.clouds.insert(region.cloned(), cloud);
                         }
                         session.get_member(id.as_str(), project.as_str()).await
                     }
@@ -105,6 +213,7 @@ pub async fn observe<C: Connect>(
             }
             report.images.push(ObservedImage {
                 id,
+                region: region.cloned(),
                 members,
                 ..ObservedImage::default()
             });
@@ -141,6 +250,7 @@ async fn with_members(session: &impl Glance, build: Rotated) -> Result<ObservedI
         created_at,
         rotation,
         grace_until,
+        ..ObservedImage::default()
     })
 }
 

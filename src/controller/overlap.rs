@@ -27,7 +27,7 @@ use kube::ResourceExt;
 
 use super::ledger::Ledger;
 use super::model::{ImageId, MemberKey, ProjectId};
-use crate::api::{ImageShare, MemberStatus};
+use crate::api::{ImageShare, ImageShareStatus, MemberStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// Another object that declares a pair, as one object must respect it.
@@ -121,18 +121,24 @@ pub fn key(share: &ImageShare) -> String {
     )
 }
 
-/// The cloud an object's status says it resolved its images on.
-fn cloud(share: &ImageShare) -> Option<&str> {
-    share.status.as_ref().and_then(|s| s.cloud.as_deref())
+/// The cloud an object's status says it resolved an image of `region` on (None: the
+/// credential's own region).
+fn cloud<'a>(status: &'a ImageShareStatus, region: Option<&str>) -> Option<&'a str> {
+    match region {
+        Some(region) => status.region_clouds.get(region).map(String::as_str),
+        None => status.cloud.as_deref(),
+    }
 }
 
 /// The claims of every object in `all` but `share` itself, as `share` must respect them,
-/// `share` being on `mine` (its cloud, from this pass's session). Objects being deleted
+/// `share` being on the clouds `mine` (one per region, from this pass's sessions). An
+/// image's claims count when the other object resolved it on one of them (image IDs are
+/// unique per Glance). Objects being deleted
 /// claim nothing (their cleanup removes their members). `hold_expired` says whether an
 /// unprocessed object has held back removals for long enough ([`super::memory::Memory::hold_expired`]).
 pub fn claims(
     share: &ImageShare,
-    mine: Option<&str>,
+    mine: &BTreeSet<&str>,
     all: &[Arc<ImageShare>],
     hold_expired: &dyn Fn(&ImageShare) -> bool,
 ) -> Claims {
@@ -152,15 +158,21 @@ pub fn claims(
         if other.uid() == share.uid() || other.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let theirs = cloud(other);
-        let same_cloud = theirs.is_some() && theirs == mine;
-        let producer = other.spec.producer.is_some();
         let status = other.status.as_ref();
+        let theirs: BTreeSet<&str> = status.map_or_else(BTreeSet::new, |s| {
+            s.cloud
+                .iter()
+                .chain(s.region_clouds.values())
+                .map(String::as_str)
+                .collect()
+        });
+        let same_cloud = !theirs.is_disjoint(mine);
+        let producer = other.spec.producer.is_some();
         let processed = status.is_some_and(|s| s.observed_generation == other.metadata.generation);
         let resolved = status.is_some_and(|s| !s.images.is_empty());
         let declared = super::projects::declared(other);
-        let unsure = !processed || (theirs.is_none() && resolved);
-        if producer && unsure && (theirs.is_none() || same_cloud) && !hold_expired(other) {
+        let unsure = !processed || (theirs.is_empty() && resolved);
+        if producer && unsure && (theirs.is_empty() || same_cloud) && !hold_expired(other) {
             // An image given by ID is the only one it can resolve to.
             let image = other
                 .spec
@@ -188,9 +200,16 @@ pub fn claims(
         });
         let active = !other.spec.suspend && !stalled;
         let revokes = producer && active;
-        for image in status.iter().flat_map(|s| s.images.iter().map(|i| &i.id)) {
+        let images = status
+            .iter()
+            .flat_map(|s| s.images.iter().map(move |i| (s, i)));
+        for (status, image) in images {
+            let on_mine = cloud(status, image.region.as_deref()).is_some_and(|c| mine.contains(c));
+            if !on_mine {
+                continue;
+            }
             for member in &declared {
-                let pair = MemberKey::new(image, &member.project);
+                let pair = MemberKey::new(&image.id, &member.project);
                 let declarer = Declarer {
                     key: key(other),
                     producer,
@@ -284,6 +303,7 @@ mod tests {
             },
             ledger: if o.in_ledger && o.producer {
                 vec![LedgerEntry {
+                    region: None,
                     images: vec!["img".into()],
                     projects: vec!["p".into()],
                 }]
@@ -327,7 +347,7 @@ mod tests {
     fn verdict(o: Other) -> [bool; 5] {
         let me = mine();
         let all = vec![Arc::new(me.clone()), Arc::new(other(o))];
-        let c = claims(&me, Some(CLOUD), &all, &never_expired);
+        let c = claims(&me, &BTreeSet::from([CLOUD]), &all, &never_expired);
         [
             c.protector(&pair()).is_some(),
             c.held_elsewhere(&pair()),
@@ -477,7 +497,12 @@ mod tests {
         let mut spec = fixtures::spec().member("p", None);
         spec.image.id = Some(id.into());
         let unprocessed = Arc::new(object("other", 100, spec));
-        let c = claims(&mine(), Some(CLOUD), &[unprocessed], &never_expired);
+        let c = claims(
+            &mine(),
+            &BTreeSet::from([CLOUD]),
+            &[unprocessed],
+            &never_expired,
+        );
         let pair = |image: &str| MemberKey::new(image, "p");
         assert!(c.waits_for(&pair("1c779bec-127f-47eb-8356-140d685991dd")));
         assert!(!c.waits_for(&pair("another-image")));
@@ -494,7 +519,11 @@ mod tests {
         let all = vec![Arc::new(other(o))];
         let memory = crate::controller::memory::Memory::default();
         let start = std::time::Instant::now();
-        let at = |t| claims(&mine(), Some(CLOUD), &all, &|s| memory.hold_expired(s, t));
+        let at = |t| {
+            claims(&mine(), &BTreeSet::from([CLOUD]), &all, &|s| {
+                memory.hold_expired(s, t)
+            })
+        };
         assert!(at(start).waits_for(&pair()));
         assert!(at(start + crate::controller::memory::HOLD_LIMIT / 2).waits_for(&pair()));
         assert!(
@@ -506,7 +535,12 @@ mod tests {
     #[test]
     fn an_object_never_claims_against_itself() {
         let me = other(TRUSTED);
-        let c = claims(&me, Some(CLOUD), &[Arc::new(me.clone())], &never_expired);
+        let c = claims(
+            &me,
+            &BTreeSet::from([CLOUD]),
+            &[Arc::new(me.clone())],
+            &never_expired,
+        );
         assert_eq!(c, Claims::default());
     }
 
@@ -520,7 +554,7 @@ mod tests {
         let mut late_obj = (*late).clone();
         late_obj.status = early.status.clone();
         let all = vec![Arc::new(late_obj), Arc::new(early)];
-        let c = claims(&mine(), Some(CLOUD), &all, &never_expired);
+        let c = claims(&mine(), &BTreeSet::from([CLOUD]), &all, &never_expired);
         let keys: Vec<&str> = c
             .declarers(&pair())
             .iter()

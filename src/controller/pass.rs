@@ -169,12 +169,14 @@ pub async fn run<C: Connect, W: Writer>(
     let now = Instant::now();
     let memory = deps.memory;
     let expired = |other: &ImageShare| memory.hold_expired(other, now);
-    let claims = overlap::claims(share, observed.cloud.as_deref(), deps.others, &expired);
+    let mine = observed.clouds.values().map(String::as_str).collect();
+    let claims = overlap::claims(share, &mine, deps.others, &expired);
     let key = ObjectRef::from_obj(share);
     let held = contests(share, memory, &key, &observed, now);
     let previous = Ledger::from_entries(share.status.as_ref().map_or(&[], |s| &s.ledger));
     let history = History {
         held: held.keys().cloned().collect(),
+        unreachable: observed.region_failures.keys().cloned().collect(),
         sighted: match mode {
             Mode::Operator => memory.confirmed_sightings(&key, now),
             Mode::Preview => observed
@@ -207,8 +209,8 @@ pub async fn run<C: Connect, W: Writer>(
             )
             .await?;
         }
-        let steps = plan.steps.clone();
-        report.outcomes = apply::apply(share, &mut deps.connect, steps, deps.fence).await;
+        let (steps, routes) = (plan.steps.clone(), &plan.ledger);
+        report.outcomes = apply::apply(share, &mut deps.connect, steps, routes, deps.fence).await;
         for (step, outcome) in &report.outcomes {
             if let (Action::SetStatus { status, .. }, Outcome::Done) = (&step.action, outcome) {
                 memory.status_set(&key, &step.key, *status, Instant::now());
@@ -269,7 +271,8 @@ async fn record_ledger(
     status.ledger = plan.ledger.to_entries();
     status.projects = projects.to_vec();
     status.images = observed.images.iter().map(|i| i.status()).collect();
-    status.cloud = observed.cloud.clone();
+    status.cloud = observed.cloud().map(String::from);
+    status.region_clouds = observed.region_clouds();
     if status.conditions.is_empty() {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         status.conditions = status::first_conditions(share.metadata.generation, &now);

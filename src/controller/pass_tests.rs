@@ -174,7 +174,11 @@ struct Clouds(Arc<Cloud>);
 
 impl Connect for Clouds {
     type Session = Cloud;
-    async fn session(&mut self, _: &CredentialsRef) -> Result<Arc<Cloud>, Failure> {
+    async fn session(
+        &mut self,
+        _: &CredentialsRef,
+        _: Option<&str>,
+    ) -> Result<Arc<Cloud>, Failure> {
         Ok(self.0.clone())
     }
 }
@@ -277,6 +281,7 @@ async fn the_ledger_is_written_before_the_first_add() {
     );
     let first = writer.statuses.lock().unwrap()[0].clone();
     let recorded = vec![LedgerEntry {
+        region: None,
         images: vec![IMAGE.into()],
         projects: vec!["a".into()],
     }];
@@ -365,6 +370,7 @@ async fn doubt_stops_the_pass_and_revokes_nothing() {
     let writer = Recorder::new(&cloud);
     // "old" is in the ledger and no longer declared; "team-b" must be resolved by name.
     let ledger = vec![LedgerEntry {
+        region: None,
         images: vec![IMAGE.into()],
         projects: vec!["a".into(), "old".into()],
     }];
@@ -403,6 +409,7 @@ async fn doubt_stops_the_pass_and_revokes_nothing() {
     let before = ImageShareStatus {
         observed_generation: Some(1),
         ledger: vec![LedgerEntry {
+            region: None,
             images: vec![IMAGE.into()],
             projects: vec!["old".into()],
         }],

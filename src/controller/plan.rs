@@ -16,6 +16,8 @@ pub struct History {
     /// Undeclared members an earlier pass already saw (long enough ago for the claims of an
     /// object that has just added them to be in the cache): Exclusive removes only those.
     pub sighted: BTreeSet<MemberKey>,
+    /// Regions this pass could not observe: nothing recorded in them is removed.
+    pub unreachable: BTreeSet<String>,
 }
 
 /// The calls to make in one pass, ordered per member (add before status), and the ledger
@@ -83,6 +85,11 @@ pub fn plan(
     let producer = spec.producer.is_some();
     let mut steps = Vec::new();
     let mut next = ledger.clone();
+    next.locate(
+        images
+            .iter()
+            .filter_map(|i| Some((&i.id, i.region.as_ref()?))),
+    );
     let mut declared = BTreeSet::new();
     for image in images {
         for member in &spec.members {
@@ -122,7 +129,7 @@ pub fn plan(
         // Consumer-only: statuses only; nothing to add, remove or record.
         return Plan {
             steps,
-            ledger: ledger.clone(),
+            ledger: next,
             ..Plan::default()
         };
     }
@@ -154,7 +161,14 @@ pub fn plan(
             steps.push(Step::remove(key.clone()));
         }
     };
-    for key in ledger.iter().filter(|k| !declared.contains(*k)) {
+    let unreachable = |key: &MemberKey| {
+        let region = ledger.region_of(&key.image);
+        region.is_some_and(|r| history.unreachable.contains(r))
+    };
+    for key in ledger
+        .iter()
+        .filter(|k| !declared.contains(*k) && !unreachable(k))
+    {
         remove(key, &mut steps, &mut next);
     }
     if spec.membership == Membership::Exclusive {

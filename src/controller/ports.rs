@@ -81,10 +81,12 @@ pub trait Keystone: Send + Sync {
 pub trait Connect: Send {
     /// The session type.
     type Session: Glance + Keystone + 'static;
-    /// The session for `cref`, or why there is none.
+    /// The session for `cref` in `region` (None: the credential's own region), or why
+    /// there is none.
     fn session(
         &mut self,
         cref: &CredentialsRef,
+        region: Option<&str>,
     ) -> impl Future<Output = Result<Arc<Self::Session>, Failure>> + Send;
 }
 
@@ -190,8 +192,12 @@ pub struct Previewed<S>(Arc<S>);
 
 impl<C: Connect> Connect for Preview<C> {
     type Session = Previewed<C::Session>;
-    async fn session(&mut self, cref: &CredentialsRef) -> Result<Arc<Self::Session>, Failure> {
-        Ok(Arc::new(Previewed(self.0.session(cref).await?)))
+    async fn session(
+        &mut self,
+        cref: &CredentialsRef,
+        region: Option<&str>,
+    ) -> Result<Arc<Self::Session>, Failure> {
+        Ok(Arc::new(Previewed(self.0.session(cref, region).await?)))
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn resolve<C: Connect>(
         return Ok(Vec::new());
     };
     let reader_ref = spec.project_reader.as_ref().unwrap_or(producer);
-    let reader = sessions.session(&reader_ref.credentials_ref).await?;
+    let reader = sessions.session(&reader_ref.credentials_ref, None).await?;
     let mut domains = Domains::default();
     let mut resolved = Vec::new();
     for member in named {
@@ -86,7 +86,7 @@ pub async fn resolve<C: Connect>(
         }
         let domain_id = domains.id(&*reader, &selector.domain).await?;
         let owner = sessions
-            .session(&producer.credentials_ref)
+            .session(&producer.credentials_ref, None)
             .await?
             .project_id()
             .await?;

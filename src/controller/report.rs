@@ -53,10 +53,10 @@ impl Report {
                 _ => None,
             })
             .or_else(|| {
-                self.observed
-                    .member_failures
-                    .values()
-                    .find(|f| f.is_transient())
+                let observed = &self.observed;
+                let failures = observed.member_failures.values();
+                let regions = observed.region_failures.values();
+                failures.chain(regions).find(|f| f.is_transient())
             })
     }
 }

@@ -78,17 +78,41 @@ pub fn build(
             )
         }
         Ok(report) => {
-            let rows = member_rows(spec, report);
+            let mut rows = member_rows(spec, report);
             let reason = summary_reason(spec, report, &rows);
-            let images = report
+            let mut images: Vec<ImageStatus> = report
                 .observed
                 .images
                 .iter()
                 .map(ObservedImage::status)
                 .collect();
-            let message = match &report.observed.missing {
-                Some(missing) if reason == missing.reason => Some(missing.message.clone()),
-                _ => (reason == Reason::Progressing && report.deferred).then(|| {
+            // A region not observed this pass keeps what the last pass saw there: its
+            // images (other objects' claims, rotation) and its rows.
+            let failed = &report.observed.region_failures;
+            let unseen =
+                |region: &Option<String>| region.as_ref().is_some_and(|r| failed.contains_key(r));
+            if let Some(prev) = previous {
+                images.extend(prev.images.iter().filter(|i| unseen(&i.region)).cloned());
+                rows.extend(
+                    prev.members
+                        .iter()
+                        .filter(|m| unseen(&m.region))
+                        .map(|m| Row {
+                            state: m.clone(),
+                            reason: None,
+                            declared: true,
+                        }),
+                );
+            }
+            let region_failure = failed.iter().find(|(_, f)| f.reason == reason);
+            let message = match (&report.observed.missing, region_failure) {
+                (_, Some((region, failure))) => Some(format!(
+                    "region {region}: {} (nothing is changed or removed there until it \
+                     answers; the other regions are kept in sync)",
+                    failure.message
+                )),
+                (Some(missing), _) if reason == missing.reason => Some(missing.message.clone()),
+                (_, None) => (reason == Reason::Progressing && report.deferred).then(|| {
                     "some removals wait a few seconds (an undeclared member is removed \
                          once seen twice, and members another ImageShare may declare once it \
                          has processed its spec); retrying shortly"
@@ -141,8 +165,22 @@ pub fn build(
         member_counts,
         ledger,
         cloud: match pass {
-            Ok(report) if report.observed.cloud.is_some() => report.observed.cloud.clone(),
+            Ok(report) if report.observed.cloud().is_some() => {
+                report.observed.cloud().map(String::from)
+            }
             _ => previous.and_then(|p| p.cloud.clone()),
+        },
+        region_clouds: match pass {
+            Ok(report) if !report.observed.clouds.is_empty() => {
+                let mut clouds = previous
+                    .map(|p| p.region_clouds.clone())
+                    .unwrap_or_default();
+                clouds.extend(report.observed.region_clouds());
+                clouds
+            }
+            _ => previous
+                .map(|p| p.region_clouds.clone())
+                .unwrap_or_default(),
         },
         // This pass's resolution; a failed pass keeps the last one.
         projects: match pass {
@@ -369,6 +407,7 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
             rows.push(Row {
                 state: MemberState {
                     image: image.id.to_string(),
+                    region: image.region.clone(),
                     project: member.project.clone(),
                     status: current,
                     desired_status: member.status,
@@ -392,6 +431,7 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                 rows.push(Row {
                     state: MemberState {
                         image: image.id.to_string(),
+                        region: image.region.clone(),
                         project: project.to_string(),
                         status: image.members.get(project).copied(),
                         desired_status: None,
@@ -415,6 +455,7 @@ fn member_rows(spec: &ImageShareSpec, report: &Report) -> Vec<Row> {
                 rows.push(Row {
                     state: MemberState {
                         image: image.to_string(),
+                        region: report.ledger.region_of(image).map(String::from),
                         project: project.to_string(),
                         status: None,
                         desired_status: None,
@@ -436,7 +477,8 @@ fn summary_reason(spec: &ImageShareSpec, report: &Report, rows: &[Row]) -> Reaso
         .iter()
         .filter(|r| r.state.state == MemberPhase::Failed)
         .map(|row| row.reason.unwrap_or(Reason::TransientError))
-        .chain(report.observed.missing.iter().map(|m| m.reason));
+        .chain(report.observed.missing.iter().map(|m| m.reason))
+        .chain(report.observed.region_failures.values().map(|f| f.reason));
     if let Some(worst) = failed
         .map(|reason| {
             let rank = MEMBER_FAILURE_ORDER
