@@ -1,4 +1,5 @@
-//! Prometheus metrics with bounded labels (Ready reasons only). No I/O; served by `http`.
+//! Prometheus metrics with bounded labels (Ready reasons; OpenStack service, operation and
+//! status). No I/O; served by `http`.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::Reason;
+use crate::openstack::RequestMetrics;
 
 /// Label set of pass counters: the Ready reason a pass ended with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +25,8 @@ pub struct Metrics {
     passes: Family<ReasonLabel, Counter>,
     duration: Histogram,
     keystone_authentications: Counter,
+    /// OpenStack requests and Keystone tokens (families defined in `openstack::metrics`).
+    openstack: RequestMetrics,
 }
 
 impl Default for Metrics {
@@ -51,11 +55,15 @@ impl Default for Metrics {
             "Keystone token requests made (token cache misses)",
             keystone_authentications.clone(),
         );
+        // OpenStack requests and tokens, recorded by the sessions of `Clouds`.
+        let openstack = RequestMetrics::default();
+        openstack.register(&mut registry);
         Metrics {
             registry,
             passes,
             duration,
             keystone_authentications,
+            openstack,
         }
     }
 }
@@ -81,6 +89,11 @@ impl Metrics {
     /// Records the duration of one reconcile.
     pub fn observe_reconcile(&self, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The OpenStack request metrics, for `Clouds::with_metrics` (they share this registry).
+    pub fn openstack(&self) -> RequestMetrics {
+        self.openstack.clone()
     }
 
     /// The metrics in Prometheus text format.

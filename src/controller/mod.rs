@@ -234,7 +234,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     });
     let ctx = Arc::new(Context {
         client: client.clone(),
-        clouds: Clouds::new(options.per_cloud_limit).with_policy(options.policy.clone()),
+        clouds: Clouds::new(options.per_cloud_limit)
+            .with_policy(options.policy.clone())
+            .with_metrics(metrics.openstack()),
         metrics,
         backoff: Backoff::default(),
         contests: contest::Book::default(),
