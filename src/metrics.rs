@@ -117,4 +117,18 @@ mod tests {
         assert!(text.contains(r#"imageshare_reconcile_passes_total{reason="InSync"} 1"#));
         assert!(text.contains(r#"imageshare_reconcile_passes_total{reason="TransientError"} 0"#));
     }
+
+    #[test]
+    fn openstack_request_metrics_are_exported_from_this_registry() {
+        let metrics = Metrics::default();
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE imageshare_openstack_requests counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("imageshare_keystone_token_refreshes_total 0"),
+            "{text}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! Keystone v3 authentication (no state): the token request body for each kind of
-//! credential ([`auth_body`]), the token request itself ([`request_token`], sent through the
+//! credential ([`auth_body`]), the token request itself (`request_token`, sent through the
 //! transport), reading its answer into a [`Token`] ([`parse_token`]), the image endpoint
 //! chosen from the token's catalog ([`select_endpoint`]), and when a token is renewed
 //! ([`needs_refresh`]). Caching and sharing tokens is the session's part.

@@ -1,9 +1,9 @@
 //! The one HTTP path to Keystone and Glance (I/O), shared by the token request and every
-//! Glance and Keystone call: the HTTP client a session builds ([`build_client`]), one
-//! request sent, read and recorded ([`exchange`]), a request sent with the session's token
-//! and sent once more with a new token after a 401 ([`send`]), the handoff of a
-//! non-success answer (status, `Retry-After`, body) to the one classifier
-//! ([`Answer::classify`]), and the decoding of a 2xx JSON body ([`decode`]).
+//! Glance and Keystone call: the HTTP client a session builds (`build_client`), one
+//! request sent, read and recorded (`exchange`), a request sent with the session's token
+//! and sent once more with a new token after a 401 (`send`), the handoff of a non-success
+//! answer (status, `Retry-After`, body) to the one classifier (`Answer::classify`), and
+//! the decoding of a 2xx JSON body (`decode`).
 //!
 //! Every request is logged at debug (cloud, operation, method, path, status, elapsed time)
 //! and counted in the [`RequestMetrics`]. The token is sent as a sensitive header and never
