@@ -1,4 +1,5 @@
-//! Prometheus metrics with bounded labels (Ready reasons only). No I/O; served by `http`.
+//! Prometheus metrics with bounded labels (Ready reasons; OpenStack service, operation and
+//! status). No I/O; served by `http`.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::Reason;
+use crate::openstack::RequestMetrics;
 
 /// Label set of pass counters: the Ready reason a pass ended with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +33,8 @@ pub struct Metrics {
     errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
     keystone_authentications: Counter,
+    /// OpenStack requests and Keystone tokens (families defined in `openstack::metrics`).
+    openstack: RequestMetrics,
 }
 
 impl Default for Metrics {
@@ -65,12 +69,16 @@ impl Default for Metrics {
             "Keystone token requests made (token cache misses)",
             keystone_authentications.clone(),
         );
+        // OpenStack requests and tokens, recorded by the sessions of `Clouds`.
+        let openstack = RequestMetrics::default();
+        openstack.register(&mut registry);
         Metrics {
             registry,
             passes,
             errors,
             duration,
             keystone_authentications,
+            openstack,
         }
     }
 }
@@ -103,6 +111,11 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
+    /// The OpenStack request metrics, for `Clouds::with_metrics` (they share this registry).
+    pub fn openstack(&self) -> RequestMetrics {
+        self.openstack.clone()
+    }
+
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -123,5 +136,15 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains(r#"imageshare_reconcile_passes_total{reason="InSync"} 1"#));
         assert!(text.contains(r#"imageshare_reconcile_passes_total{reason="TransientError"} 0"#));
+    }
+
+    #[test]
+    fn openstack_request_metrics_are_exported_from_this_registry() {
+        // The request families have no series before the first request.
+        let text = Metrics::default().encode();
+        assert!(
+            text.contains("imageshare_keystone_token_refreshes_total 0"),
+            "{text}"
+        );
     }
 }

@@ -131,7 +131,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         writer: KubeWriter {
             client: client.clone(),
         },
-        clouds: Clouds::new(options.per_cloud_limit).with_policy(options.policy.clone()),
+        clouds: Clouds::new(options.per_cloud_limit)
+            .with_policy(options.policy.clone())
+            .with_metrics(metrics.openstack()),
         metrics,
         memory: Memory::default(),
         default_resync: options.default_resync,

@@ -20,7 +20,7 @@ use crate::controller::fixtures::{self, SpecExt};
 use crate::controller::model::Failure;
 use crate::leader::Fence;
 use crate::metrics::Metrics;
-use crate::openstack::keystone::ProjectEntry;
+use crate::openstack::ProjectEntry;
 use crate::openstack::{self, Image, ImageQuery, Member, Removal, TerminalKind};
 
 const OWNER: &str = "owner-project";

@@ -15,7 +15,7 @@ use tracing::warn;
 use super::error::{Error, Operation};
 use super::model::Failure;
 use crate::api::{CredentialsRef, ImageShare, ImageShareStatus, MemberStatus};
-use crate::openstack::keystone::ProjectEntry;
+use crate::openstack::ProjectEntry;
 use crate::openstack::{self, Image, ImageQuery, Member, Removal, Session};
 
 /// Result of an OpenStack call.

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::model::Failure;
 use super::ports::{Connect, Keystone};
 use crate::api::{ImageShare, ImageShareSpec, MemberSpec, Reason, ResolvedProject};
-use crate::openstack::keystone::{ProjectEntry, same_name};
 use crate::openstack::{self, TerminalKind};
+use crate::openstack::{ProjectEntry, same_name};
 
 /// Most projects a selector may choose (the most members a spec may list).
 pub const MAX_SELECTED: usize = 1000;

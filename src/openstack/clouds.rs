@@ -632,6 +632,8 @@ fn invalid(cloud: &str, field: &str, problem: &str) -> CloudsError {
 }
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
@@ -885,7 +887,7 @@ clouds:
             "{}",
             cfg.describe()
         );
-        let body = crate::openstack::keystone::auth_body(&cfg.auth);
+        let body = crate::openstack::auth::auth_body(&cfg.auth);
         assert_eq!(
             body["auth"]["scope"],
             serde_json::json!({"domain": {"name": "Corp"}})

@@ -1,23 +1,23 @@
 //! Typed Glance v2 calls (I/O) on a [`Session`]: images (get, list with pagination) and
 //! image members (list, get, create, update status, delete).
 //!
-//! Every call takes one of the session's request slots, gets a token, sends, and on a 401
-//! drops that token, authenticates again and retries exactly once. Non-success answers go
-//! through the one classifier ([`classify`]); the caller sees [`Error`] kinds, never HTTP
-//! codes. Each call is logged at debug with method, path, status and elapsed time; the
-//! token is sent as a sensitive header and never logged.
+//! Every call goes through the session (one of its request slots, its token) and the
+//! transport (one retry with a new token after a 401, the one classifier for non-success
+//! answers: the caller sees [`Error`] kinds, never HTTP codes). This module builds the
+//! Glance URLs: the v2 base of the token's image endpoint, with the ids as path segments.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::{Error, TerminalKind, classify};
-use super::keystone::Session;
+use super::error::Error;
+use super::metrics::Operation;
+use super::session::Session;
+use super::transport::{Call, decode, join};
 
 /// Status of an image member in Glance. The same type as the CRD's member status: its serde
 /// form (`pending`, `accepted`, `rejected`) is Glance's wire format.
@@ -168,12 +168,6 @@ const LISTING_BOUNDS: PageBounds = PageBounds {
     time: MAX_LISTING_TIME,
 };
 
-/// Decodes the body of a 2xx Glance answer (no I/O). A body that is not the documented JSON
-/// is [`Error::unexpected`] (transient).
-pub(super) fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| Error::unexpected(what, e))
-}
-
 /// The Glance v2 base URL for a catalog endpoint: `/v2` appended unless already there.
 pub fn glance_base(endpoint: &str) -> Result<Url, Error> {
     let bad = |detail: &str| Error::config(format!("image endpoint {endpoint} {detail}"));
@@ -201,36 +195,10 @@ pub fn glance_base(endpoint: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// `base` with `segments` appended, each percent-encoded as one path segment. A segment
-/// that cannot travel as itself is refused ([`TerminalKind::BadRequest`]): an empty one,
-/// `.` and `..` (the URL parser drops them or removes the segment before) and one with a
-/// tab, CR or LF (the URL parser strips these, so `.\t.` would become `..`). Glance accepts
-/// such member ids, but a request for one would address another resource: member `a\nb`
-/// would act on member `ab`, and removing `.\t.` would send `DELETE /v2/images/{id}/`,
-/// whose 404 reads as "already removed" while the member stays.
-pub(super) fn join(mut base: Url, segments: &[&str], what: &str) -> Result<Url, Error> {
-    if let Some(bad) = segments
-        .iter()
-        .find(|s| matches!(**s, "" | "." | "..") || s.contains(['\t', '\n', '\r']))
-    {
-        return Err(Error::Terminal {
-            kind: TerminalKind::BadRequest,
-            message: format!("{what}: the id {bad:?} cannot be sent as one url path segment"),
-        });
-    }
-    let text = base.to_string();
-    base.path_segments_mut()
-        .map_err(|()| Error::config(format!("image endpoint {text} cannot have a path")))?
-        .extend(segments);
-    Ok(base)
-}
-
-/// Where a request goes: relative to the Glance v2 base, or to Keystone's auth_url.
-pub(super) enum Target<'a> {
+/// Where a Glance request goes, under the v2 base of the token's image endpoint.
+enum Target<'a> {
     /// Path segments under `/v2`, plus query pairs.
     Path(&'a [&'a str], Vec<(&'static str, String)>),
-    /// Path segments under Keystone's `/v3`, plus query pairs.
-    Identity(&'a [&'a str], Vec<(&'static str, String)>),
     /// `/v2/images` with a raw query string taken from a `next` link.
     ImagesQuery(&'a str),
 }
@@ -239,8 +207,8 @@ impl Session {
     /// `GET /v2/images/{id}`.
     pub async fn get_image(&self, id: &str) -> Result<Image, Error> {
         let what = format!("get image {id}");
-        self.json(
-            Method::GET,
+        self.glance_json(
+            Operation::GetImage,
             Target::Path(&["images", id], vec![]),
             None,
             &what,
@@ -273,7 +241,12 @@ impl Session {
         first_url.query_pairs_mut().extend_pairs(&first);
         let mut seen: HashSet<String> = first_url.query().map(str::to_owned).into_iter().collect();
         let mut page: ImagePage = self
-            .json(Method::GET, Target::Path(&["images"], first), None, &what)
+            .glance_json(
+                Operation::ListImages,
+                Target::Path(&["images"], first),
+                None,
+                &what,
+            )
             .await?;
         let mut found = Vec::new();
         let mut read = 1;
@@ -310,7 +283,12 @@ impl Session {
                 ));
             }
             page = self
-                .json(Method::GET, Target::ImagesQuery(&next), None, &what)
+                .glance_json(
+                    Operation::ListImages,
+                    Target::ImagesQuery(&next),
+                    None,
+                    &what,
+                )
                 .await?;
             read += 1;
         }
@@ -320,8 +298,8 @@ impl Session {
     pub async fn list_members(&self, image: &str) -> Result<Vec<Member>, Error> {
         let what = format!("list members of image {image}");
         let list: MemberList = self
-            .json(
-                Method::GET,
+            .glance_json(
+                Operation::ListMembers,
                 Target::Path(&["images", image, "members"], vec![]),
                 None,
                 &what,
@@ -333,8 +311,8 @@ impl Session {
     /// `GET /v2/images/{image}/members/{project}`.
     pub async fn get_member(&self, image: &str, project: &str) -> Result<Member, Error> {
         let what = format!("get member {project} of image {image}");
-        self.json(
-            Method::GET,
+        self.glance_json(
+            Operation::GetMember,
             Target::Path(&["images", image, "members", project], vec![]),
             None,
             &what,
@@ -346,8 +324,8 @@ impl Session {
     pub async fn create_member(&self, image: &str, project: &str) -> Result<Member, Error> {
         let what = format!("add member {project} to image {image}");
         let body = json!({ "member": project });
-        self.json(
-            Method::POST,
+        self.glance_json(
+            Operation::CreateMember,
             Target::Path(&["images", image, "members"], vec![]),
             Some(&body),
             &what,
@@ -368,8 +346,8 @@ impl Session {
             status.as_str()
         );
         let body = json!({ "status": status });
-        self.json(
-            Method::PUT,
+        self.glance_json(
+            Operation::UpdateMember,
             Target::Path(&["images", image, "members", project], vec![]),
             Some(&body),
             &what,
@@ -382,8 +360,8 @@ impl Session {
     /// believes a 404 only once confirmed.
     pub async fn delete_member(&self, image: &str, project: &str) -> Result<(), Error> {
         let what = format!("remove member {project} from image {image}");
-        self.send(
-            Method::DELETE,
+        self.glance(
+            Operation::DeleteMember,
             Target::Path(&["images", image, "members", project], vec![]),
             None,
             &what,
@@ -453,7 +431,12 @@ impl Session {
                 ("os_hidden", hidden.to_owned()),
             ];
             let page: ImagePage = self
-                .json(Method::GET, Target::Path(&["images"], pairs), None, &what)
+                .glance_json(
+                    Operation::ListImages,
+                    Target::Path(&["images"], pairs),
+                    None,
+                    &what,
+                )
                 .await?;
             if page.images.iter().any(|i| i.id == image) {
                 return Ok(true);
@@ -462,42 +445,26 @@ impl Session {
         Ok(false)
     }
 
-    /// Sends one request and decodes the body of its 2xx answer.
-    pub(super) async fn json<T: DeserializeOwned>(
+    /// Sends one Glance request of `operation` to `target` (refused for a domain-scoped
+    /// token) and returns the body of its 2xx answer.
+    async fn glance(
         &self,
-        method: Method,
-        target: Target<'_>,
-        body: Option<&Value>,
-        what: &str,
-    ) -> Result<T, Error> {
-        let text = self.send(method, target, body, what).await?;
-        decode(&text, what)
-    }
-
-    /// Sends one Glance request (with one re-authentication and retry on 401) and returns
-    /// the body of a 2xx answer.
-    async fn send(
-        &self,
-        method: Method,
+        operation: Operation,
         target: Target<'_>,
         body: Option<&Value>,
         what: &str,
     ) -> Result<String, Error> {
-        let _permit = self.permit().await?;
-        let client = self.client()?;
-        let mut retried = false;
-        loop {
-            let token = self.token().await?;
-            if !matches!(target, Target::Identity(..)) {
-                self.project_scoped(&token)?;
-            }
-            let url = match &target {
-                Target::Path(segments, pairs) | Target::Identity(segments, pairs) => {
-                    let base = match target {
-                        Target::Identity(..) => Url::parse(&self.config().auth_url)
-                            .map_err(|e| Error::config(format!("auth_url: {e}")))?,
-                        _ => glance_base(token.image_endpoint())?,
-                    };
+        let call = Call {
+            operation,
+            what,
+            cloud: &self.config().cloud_name,
+            secret: None,
+        };
+        self.send(&call, body, |token| {
+            self.project_scoped(token)?;
+            let base = glance_base(token.image_endpoint())?;
+            Ok(match &target {
+                Target::Path(segments, pairs) => {
                     let mut url = join(base, segments, what)?;
                     if !pairs.is_empty() {
                         url.query_pairs_mut().extend_pairs(pairs);
@@ -505,59 +472,36 @@ impl Session {
                     url
                 }
                 Target::ImagesQuery(query) => {
-                    let mut url = join(glance_base(token.image_endpoint())?, &["images"], what)?;
+                    let mut url = join(base, &["images"], what)?;
                     url.set_query(Some(query));
                     url
                 }
-            };
-            let mut auth = HeaderValue::from_str(token.secret().expose())
-                .map_err(|_| Error::unexpected(what, "keystone token is not a valid header"))?;
-            auth.set_sensitive(true);
-            let mut request = client
-                .request(method.clone(), url.clone())
-                .header("X-Auth-Token", auth)
-                .header(ACCEPT, "application/json");
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = Instant::now();
-            let sent = request.send().await;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            let cloud = &self.config().cloud_name;
-            let response = match sent {
-                Ok(response) => response,
-                Err(err) => {
-                    let err = Error::transport(what, &err);
-                    tracing::debug!(cloud = %cloud, method = %method, path = url.path(),
-                        elapsed_ms, error = %err, "glance call failed");
-                    return Err(err);
-                }
-            };
-            let status = response.status();
-            tracing::debug!(cloud = %cloud, method = %method, path = url.path(),
-                status = status.as_u16(), elapsed_ms, "glance call");
-            if status == StatusCode::UNAUTHORIZED && !retried {
-                retried = true;
-                self.invalidate_token(&token).await;
-                continue;
-            }
-            let retry_after = response.headers().get(RETRY_AFTER).cloned();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| Error::transport(what, &e))?;
-            return if status.is_success() {
-                Ok(text)
-            } else {
-                Err(classify(status, retry_after.as_ref(), &text, what))
-            };
-        }
+            })
+        })
+        .await
+    }
+
+    /// [`Session::glance`] with the 2xx body decoded.
+    async fn glance_json<T: DeserializeOwned>(
+        &self,
+        operation: Operation,
+        target: Target<'_>,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<T, Error> {
+        let text = self.glance(operation, target, body, what).await?;
+        decode(&text, what)
     }
 }
 
 #[cfg(test)]
+mod http_tests;
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openstack::TerminalKind;
 
     #[test]
     fn v2_is_appended_unless_already_there() {
