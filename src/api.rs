@@ -465,6 +465,17 @@ impl MemberPhase {
             MemberPhase::Contested => "Contested",
         }
     }
+
+    /// Every state, for metrics initialisation and tests.
+    pub const ALL: [MemberPhase; 7] = [
+        MemberPhase::InSync,
+        MemberPhase::AwaitingConsumer,
+        MemberPhase::Conflict,
+        MemberPhase::Progressing,
+        MemberPhase::Failed,
+        MemberPhase::Suspended,
+        MemberPhase::Contested,
+    ];
 }
 
 /// The bounded set of Ready reasons; also used as Event reasons and metric labels.
@@ -674,6 +685,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![&Reason::InSync]
         );
+    }
+
+    #[test]
+    fn every_member_state_is_listed_once_as_status_spells_it() {
+        let schema = serde_json::to_value(schemars::schema_for!(MemberPhase)).unwrap();
+        let spelled: std::collections::BTreeSet<&str> = schema["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> =
+            MemberPhase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(listed.len(), MemberPhase::ALL.len());
+        assert_eq!(listed, spelled);
     }
 
     #[test]

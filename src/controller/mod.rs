@@ -106,6 +106,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     // Every change of either cache wakes the guard keeper (deletions included).
     let wake = Arc::new(Notify::new());
     let (store, writer) = reflector::store();
+    // The state gauges count this cache while the controller runs (this term).
+    let _counting = metrics.count_cache(store.clone());
     let share_wake = wake.clone();
     let changes = watcher(shares, watcher::Config::default().any_semantic())
         .default_backoff()
