@@ -689,17 +689,34 @@ mod tests {
 
     #[test]
     fn every_member_state_is_listed_once_as_status_spells_it() {
+        // Every variant as the schema (and so status) spells it: `enum` lists or `const`s.
+        fn spellings(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, child) in map {
+                        match (key.as_str(), child) {
+                            ("const", serde_json::Value::String(s)) => {
+                                out.insert(s.clone());
+                            }
+                            ("enum", serde_json::Value::Array(items)) => out
+                                .extend(items.iter().filter_map(|v| v.as_str().map(String::from))),
+                            _ => spellings(child, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| spellings(i, out)),
+                _ => {}
+            }
+        }
         let schema = serde_json::to_value(schemars::schema_for!(MemberPhase)).unwrap();
-        let spelled: std::collections::BTreeSet<&str> = schema["enum"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
+        let mut spelled = std::collections::BTreeSet::new();
+        spellings(&schema, &mut spelled);
+        let listed: std::collections::BTreeSet<String> = MemberPhase::ALL
+            .iter()
+            .map(|p| p.as_str().to_string())
             .collect();
-        let listed: std::collections::BTreeSet<&str> =
-            MemberPhase::ALL.iter().map(|p| p.as_str()).collect();
         assert_eq!(listed.len(), MemberPhase::ALL.len());
-        assert_eq!(listed, spelled);
+        assert_eq!(listed, spelled, "{schema}");
     }
 
     #[test]
