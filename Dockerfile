@@ -14,6 +14,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
+# The workspace's other member, the tests' harness: cargo reads its manifest, but
+# `cargo build` builds the operator alone (the harness is a dev-dependency only).
+COPY testbed ./testbed
 # The commit `imageshare version` reports (the build context has no .git).
 ARG IMAGESHARE_GIT_COMMIT=unknown
 # Cache mounts keep downloaded crates and compiled dependencies between builds.

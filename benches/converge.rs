@@ -6,13 +6,7 @@
 //! counted on the way in by a forwarding proxy both go through. Prints a Markdown table
 //! (`bench-row:` lines, collected into BENCHMARKS.md); asserts only that both reached the
 //! same Glance state.
-#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs, dead_code)]
-
-#[path = "../tests/e2e/support.rs"]
-mod support;
-
-#[path = "../tests/e2e/fault_proxy.rs"]
-mod fault_proxy;
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,10 +15,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use imageshare::api::ImageShare;
 use imageshare::openstack::{CloudConfig, Clouds, Session};
+use imageshare_testbed::fault_proxy::FaultProxy;
+use imageshare_testbed::*;
 use serde_json::json;
-
-use fault_proxy::FaultProxy;
-use support::*;
 
 /// Requests at a time per credential, as the operator's default --per-cloud-limit.
 const CONCURRENCY: usize = 8;

@@ -49,6 +49,7 @@ fn images(count: usize, members: usize, present: usize) -> Vec<ObservedImage> {
                 .chain(members..members + 10)
                 .map(|m| (format!("{m:032x}").into(), MemberStatus::Pending))
                 .collect::<BTreeMap<_, _>>(),
+            ..ObservedImage::default()
         })
         .collect()
 }

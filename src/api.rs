@@ -141,8 +141,10 @@ pub struct ImageRef {
 }
 
 /// Selects images owned by the producer by tags and/or name prefix (both must match).
+/// With `keepNewest`, only the newest builds of the family are shared (rotation).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("size(self.tags) > 0 || (has(self.namePrefix) && size(self.namePrefix) > 0)").message("image.selector needs at least one tag or a non-empty namePrefix"))]
+#[x_kube(validation = Rule::new("!has(self.gracePeriod) || has(self.keepNewest)").message("image.selector.gracePeriod needs keepNewest"))]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSelector {
     /// Tags the image must all carry.
@@ -154,6 +156,21 @@ pub struct ImageSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
     pub name_prefix: Option<String>,
+
+    /// Share only the newest N matching images (by Glance's created_at, ties by name: the
+    /// later name counts as newer). An older build loses its members (through the ledger,
+    /// like any removal) once it has been out of the newest N for `gracePeriod`. A build that
+    /// has left the newest N is never shared again unless it becomes one of the newest N
+    /// (the newer ones deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub keep_newest: Option<u32>,
+
+    /// How long a build that left the newest `keepNewest` keeps its members, as a duration
+    /// such as 30m, 72h; none (the default) withdraws it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"))]
+    pub grace_period: Option<String>,
 }
 
 /// Where to find an OpenStack identity.
@@ -395,6 +412,28 @@ pub struct ImageStatus {
     /// Glance visibility (members can only be added while it is `shared`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<String>,
+
+    /// When Glance created it (rotation orders builds by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+
+    /// With `image.selector.keepNewest`: `Current` (one of the newest builds) or `Grace`
+    /// (left them; keeps its members until `graceUntil`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+
+    /// A build in grace keeps its members until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<Time>,
+}
+
+/// Where a build stands in a rotation (`image.selector.keepNewest`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// One of the newest builds: shared.
+    Current,
+    /// Left the newest builds: shared until its grace period ends.
+    Grace,
 }
 
 /// One group of the ledger: every listed project is managed on every listed image.

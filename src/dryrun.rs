@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::MemberPhase;
-use crate::api::{ImageShare, Membership, Reason, ResolvedProject};
+use crate::api::{ImageShare, Membership, Reason, ResolvedProject, Rotation};
 use crate::controller::model::{Action, Failure, Identity, Outcome, Step};
 use crate::controller::report::PassResult;
 use crate::controller::status;
@@ -109,6 +109,10 @@ pub struct ImageSeen {
     pub visibility: Option<String>,
     /// Members it has now.
     pub members: usize,
+    /// With rotation: `current`, or `grace until <time>` (a build that left the newest ones
+    /// and keeps its members until then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 /// One Glance write.
@@ -194,6 +198,11 @@ pub fn object_plan(share: &ImageShare, source: &str, result: &PassResult) -> Obj
             name: i.name.clone(),
             visibility: i.visibility.as_ref().map(|v| v.as_str().to_string()),
             members: i.members.len(),
+            rotation: match (i.rotation, i.grace_until) {
+                (Some(Rotation::Grace), Some(until)) => Some(format!("grace until {until}")),
+                (Some(_), _) => Some("current".into()),
+                (None, _) => None,
+            },
         })
         .collect();
     object.changes = report
@@ -331,10 +340,14 @@ pub fn render_text(report: &Report) -> String {
         for image in &object.images {
             let _ = writeln!(
                 out,
-                "  image {} ({}, {}): {} member(s) now",
+                "  image {} ({}, {}{}): {} member(s) now",
                 image.id,
                 image.name.as_deref().unwrap_or("no name"),
                 image.visibility.as_deref().unwrap_or("visibility unknown"),
+                image
+                    .rotation
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(", {r}")),
                 image.members
             );
         }

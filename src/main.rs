@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imageshare::api::ImageShare;
 use imageshare::controller::credentials::{LocalClouds, Sessions};
+use imageshare::controller::shard::Shard;
 use imageshare::controller::{self, Options, parse_duration};
 use imageshare::dryrun;
 use imageshare::http::{self, Readiness};
@@ -156,6 +157,15 @@ struct OperatorArgs {
         value_delimiter = ','
     )]
     allowed_endpoint_override: Vec<String>,
+    /// Reconcile only the ImageShares this label selector matches (kubectl syntax, e.g.
+    /// `imageshare.dev/shard=eu`), so several installations can split the work; each still
+    /// watches all ImageShares, for overlaps. Unset: all.
+    #[arg(long, env = "IMAGESHARE_SHARD_SELECTOR", value_parser = parse_shard)]
+    shard_selector: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text)
 }
 
 fn default_identity() -> String {
@@ -379,6 +389,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         );
     }
     let options = Options {
+        shard: args.shard_selector.unwrap_or_else(Shard::all),
         namespace: args.namespace,
         concurrency: args.concurrency,
         default_resync: args.resync_period,

@@ -43,7 +43,7 @@ by \`make chaos\` ($elapsed s for the whole run, stack start included); do not e
 $rows
 
 Scenarios: \`tests/e2e/faults.rs\` (faults injected between the operator and Glance by a
-forwarding proxy, \`tests/e2e/fault_proxy.rs\`), \`tests/e2e/leader.rs\` (failover), and
+forwarding proxy, \`testbed/src/fault_proxy.rs\`), \`tests/e2e/leader.rs\` (failover), and
 \`tests/chaos/main.rs\` (crash rounds, control-plane restarts, a leader cut off from the
 apiserver). Backoff caps and the pure decisions behind these figures are unit-tested
 (\`src/controller/backoff.rs\`, \`pass.rs\`, \`contest.rs\`, \`src/leader.rs\`).

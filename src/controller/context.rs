@@ -36,4 +36,6 @@ pub struct Context {
     pub guard_writes: guard::OwnWrites,
     /// Whether this replica may still write to Glance and to status (leader election).
     pub fence: crate::leader::Fence,
+    /// The ImageShares this installation reconciles.
+    pub shard: super::shard::Shard,
 }

@@ -94,6 +94,7 @@ pub fn image(id: &str, members: &[(&str, MemberStatus)]) -> ObservedImage {
             .iter()
             .map(|(p, s)| ((*p).into(), *s))
             .collect::<BTreeMap<_, _>>(),
+        ..ObservedImage::default()
     }
 }
 

@@ -33,6 +33,8 @@ pub mod plan;
 pub mod ports;
 pub mod projects;
 pub mod report;
+pub mod rotation;
+pub mod shard;
 pub mod status;
 
 #[cfg(test)]
@@ -89,6 +91,8 @@ pub struct Options {
     /// Whether this replica may still write ([`crate::leader::Fence::unfenced`] without
     /// leader election).
     pub fence: crate::leader::Fence,
+    /// The ImageShares this installation reconciles (all of them are watched).
+    pub shard: shard::Shard,
 }
 
 /// Runs the controller until shutdown is requested (SIGTERM/ctrl-c).
@@ -137,6 +141,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         started: k8s_openapi::jiff::Timestamp::now(),
         guard_writes: guard::OwnWrites::default(),
         fence: options.fence.clone(),
+        shard: options.shard.clone(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data
@@ -152,6 +157,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         ctx.guard_writes.clone(),
     );
     let own = ctx.guard_writes.clone();
+    let shard = ctx.shard.clone();
     let secret_changes = watcher(secrets, watcher::Config::default())
         .default_backoff()
         .reflect(secret_writer)
@@ -170,6 +176,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
                 .state()
                 .into_iter()
                 .filter(|s| !ours && s.namespace() == ns && references_secret(s, &name))
+                .filter(|s| shard.handles(s))
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
@@ -258,6 +265,10 @@ fn references_secret(share: &ImageShare, name: &str) -> bool {
 
 /// One pass, in a span naming the object: the finalizer dispatch.
 async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.shard.handles(&share) {
+        // Another installation's (--shard-selector); watched only for overlaps.
+        return Ok(Action::await_change());
+    }
     let ns = share
         .namespace()
         .ok_or_else(|| Error::NoNamespace(share.name_any()))?;

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::api::{CredentialsRef, ImageStatus, MemberStatus, Reason};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{CredentialsRef, ImageStatus, MemberStatus, Reason, Rotation};
 use crate::openstack;
 
 /// A string ID of one kind; its own type so an image ID is never passed as a project ID.
@@ -125,7 +128,7 @@ impl Visibility {
 }
 
 /// One image as observed in Glance in this pass.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedImage {
     /// Glance image ID.
     pub id: ImageId,
@@ -136,6 +139,12 @@ pub struct ObservedImage {
     /// Current members and their statuses. In consumer-only use only the declared members'
     /// own rows are known.
     pub members: BTreeMap<ProjectId, MemberStatus>,
+    /// When Glance created it, when known.
+    pub created_at: Option<Timestamp>,
+    /// Its place in a rotation (`image.selector.keepNewest`).
+    pub rotation: Option<Rotation>,
+    /// The end of its grace period, for a build that left the newest ones.
+    pub grace_until: Option<Timestamp>,
 }
 
 impl ObservedImage {
@@ -145,6 +154,9 @@ impl ObservedImage {
             id: self.id.to_string(),
             name: self.name.clone(),
             visibility: self.visibility.as_ref().map(|v| v.as_str().to_string()),
+            created_at: self.created_at.map(Time),
+            rotation: self.rotation,
+            grace_until: self.grace_until.map(Time),
         }
     }
 
@@ -347,9 +359,8 @@ mod tests {
     fn only_shared_images_accept_members() {
         let mut image = ObservedImage {
             id: "img".into(),
-            name: None,
             visibility: Some(Visibility::parse("shared")),
-            members: BTreeMap::new(),
+            ..ObservedImage::default()
         };
         assert!(image.accepts_members());
         image.visibility = Some(Visibility::parse("private"));

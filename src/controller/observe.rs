@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use super::model::{Failure, ImageId, ObservedImage, ProjectId, Visibility};
 use super::ports::{Connect, Glance, Keystone};
+use super::rotation::{Rotated, next_grace_end, rotate};
 use crate::api::{ImageRef, ImageShare, Reason, canonical_image_id};
 use crate::openstack::{self, Image, ImageQuery};
+use k8s_openapi::jiff::Timestamp;
 
 /// What one pass saw in Glance.
 #[derive(Clone, Debug, Default)]
@@ -22,6 +24,8 @@ pub struct Observed {
     /// The cloud the pass worked on ([`Glance::cloud`]): the producer's, or in consumer-only
     /// use the first consumer's that could be opened.
     pub cloud: Option<String>,
+    /// With rotation: how soon the first grace period of a build ends.
+    pub grace_ends_in: Option<std::time::Duration>,
 }
 
 /// What spec.image resolved to.
@@ -45,9 +49,13 @@ pub async fn observe<C: Connect>(
             let session = sessions.session(&producer.credentials_ref).await?;
             report.cloud = Some(session.cloud().await?);
             match resolve(&*session, &spec.image).await? {
-                Resolved::Images(images) => {
-                    for image in images {
-                        report.images.push(with_members(&*session, image).await?);
+                Resolved::Images(found) => {
+                    let now = Timestamp::now();
+                    let previous = share.status.as_ref().map_or(&[][..], |s| &s.images);
+                    let builds = rotate(found, spec.image.selector.as_ref(), previous, now);
+                    report.grace_ends_in = next_grace_end(&builds, now);
+                    for build in builds {
+                        report.images.push(with_members(&*session, build).await?);
                     }
                 }
                 Resolved::Missing(missing) => report.missing = Some(missing),
@@ -97,9 +105,8 @@ pub async fn observe<C: Connect>(
             }
             report.images.push(ObservedImage {
                 id,
-                name: None,
-                visibility: None,
                 members,
+                ..ObservedImage::default()
             });
         }
     }
@@ -108,7 +115,13 @@ pub async fn observe<C: Connect>(
 
 /// The image with its current members. Glance refuses to list members of an image that is
 /// not shared (403); it has none, and the status reports ImageNotShared.
-async fn with_members(session: &impl Glance, image: Image) -> Result<ObservedImage, Failure> {
+async fn with_members(session: &impl Glance, build: Rotated) -> Result<ObservedImage, Failure> {
+    let Rotated {
+        image,
+        created_at,
+        rotation,
+        grace_until,
+    } = build;
     let visibility = Visibility::parse(&image.visibility);
     let members = if visibility == Visibility::Shared {
         session
@@ -125,6 +138,9 @@ async fn with_members(session: &impl Glance, image: Image) -> Result<ObservedIma
         name: image.name,
         visibility: Some(visibility),
         members,
+        created_at,
+        rotation,
+        grace_until,
     })
 }
 

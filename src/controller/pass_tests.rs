@@ -96,6 +96,7 @@ impl Glance for Cloud {
                 name: Some("golden".into()),
                 visibility: "shared".into(),
                 owner: Some(OWNER.into()),
+                created_at: None,
             }),
             false => Err(openstack::Error::NotFound { what: id.into() }),
         }

@@ -102,7 +102,7 @@ pub enum Next {
 
 /// Chooses when to come back: transient faults back off (honouring Retry-After); removals
 /// waiting for another object (or a second sighting) retry soon; a held status comes back
-/// when its hold ends; otherwise the (jittered) resync period. A pass whose writes Glance
+/// when its hold ends, a build in grace when its grace ends; otherwise the (jittered) resync period. A pass whose writes Glance
 /// accepted needs no confirming pass: Glance's answers are the confirmation.
 pub fn next(pass: Result<&Report, &Failure>, resync: Duration) -> Next {
     let report = match pass {
@@ -126,7 +126,9 @@ pub fn next(pass: Result<&Report, &Failure>, resync: Duration) -> Next {
     }
     let hold = report.held.values().map(|h| h.left).min();
     let kept = (report.kept > 0).then_some(KEPT_RETRY);
-    let soonest = hold.into_iter().chain(kept).min();
+    // A build's grace period ends: its members go then, not at the next resync.
+    let grace = report.observed.grace_ends_in;
+    let soonest = hold.into_iter().chain(kept).chain(grace).min();
     Next::After(soonest.map_or(resync, |h| h.min(resync)))
 }
 
@@ -202,6 +204,16 @@ mod tests {
         let mut kept = report(vec![]);
         kept.kept = 1;
         assert_eq!(next(Ok(&kept), RESYNC), Next::After(KEPT_RETRY));
+    }
+
+    #[test]
+    fn a_build_in_grace_is_looked_at_again_when_its_grace_ends() {
+        let mut rotating = report(vec![]);
+        rotating.observed.grace_ends_in = Some(Duration::from_secs(90));
+        assert_eq!(
+            next(Ok(&rotating), RESYNC),
+            Next::After(Duration::from_secs(90))
+        );
     }
 
     #[test]

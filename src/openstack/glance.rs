@@ -46,6 +46,9 @@ pub struct Image {
     /// The owning project ID.
     #[serde(default)]
     pub owner: Option<String>,
+    /// When Glance created it (RFC 3339), as Glance reports it.
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 /// One member row of an image.
@@ -630,6 +633,7 @@ mod tests {
             name: name.map(Into::into),
             visibility: "shared".into(),
             owner: None,
+            created_at: None,
         };
         let query = ImageQuery {
             name_prefix: Some("ubuntu-".into()),

@@ -1531,6 +1531,7 @@ impl ImageCase {
             name: self.name.optional()?,
             visibility: self.visibility.required()?,
             owner: self.owner.optional()?,
+            created_at: None,
         })
     }
 }

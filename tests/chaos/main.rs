@@ -7,21 +7,19 @@
 //! exactly, and prints one `chaos-row:` line (scenario, what the operator did, figures) that
 //! `stack/chaos.sh` collects into docs/reliability.md.
 //! Run one at a time: they kill, pause and restart shared processes.
-#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs, dead_code)]
-
-#[path = "../e2e/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "../e2e/support.rs"]
-mod support;
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Fault, FaultProxy, Rule};
+use imageshare_testbed::fault_proxy::{Fault, FaultProxy, Rule, behind_proxy};
+use imageshare_testbed::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{Value, json};
-use support::*;
+
+/// The operator binary the replicas run.
+const BIN: &str = env!("CARGO_BIN_EXE_imageshare");
 
 /// The local stack's kube-apiserver port (as stack/lib.sh chooses it).
 fn kube_port() -> u16 {
@@ -286,13 +284,13 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over
     )
     .unwrap();
 
-    let mut leader = replica("leader", &lease, &t.name, Some(&via_proxy), "json");
+    let mut leader = replica(BIN, "leader", &lease, &t.name, Some(&via_proxy), "json");
     let started = wait_until(Duration::from_secs(30), || async {
         logged_at(&lease, "leader", "holding the leader lease")
     })
     .await;
     assert!(started.is_some(), "the first replica leads");
-    let mut standby = replica("standby", &lease, &t.name, None, "json");
+    let mut standby = replica(BIN, "standby", &lease, &t.name, None, "json");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     proxy.cut.send(true).unwrap();
@@ -329,22 +327,7 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over
 
 /// A test namespace whose producer Secret reaches Glance through a new fault proxy.
 async fn producer_behind_proxy(prefix: &str) -> (TestNs, FaultProxy, Os) {
-    let t = TestNs::new(prefix).await;
-    let producer = Os::login("producer").await;
-    let proxy = FaultProxy::start(producer.glance_url()).await;
-    t.put_secret("producer-cloud", &clouds_yaml_via("producer", &proxy.url))
-        .await;
-    (t, proxy, producer)
-}
-
-/// When the proxy saw each request of `method` whose path contains `path`.
-fn seen(proxy: &FaultProxy, method: &str, path: &str) -> Vec<Instant> {
-    proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == method && s.path.contains(path))
-        .map(|s| s.at)
-        .collect()
+    behind_proxy(prefix, &["producer"]).await
 }
 
 /// The growth of the backoff, moved out of the e2e run (where 32 tests share 2 cores and a
@@ -367,20 +350,14 @@ async fn a_lasting_outage_backs_off_with_gaps_that_grow() {
         fault: Fault::Status(503, None),
         times: 1000,
     });
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": project_id("consumer-a")}]}),
-    )
-    .await;
+    t.share("share")
+        .image(&image)
+        .member(&project_id("consumer-a"))
+        .create()
+        .await;
     t.wait_reason("share", "TransientError", CONVERGE).await;
     tokio::time::sleep(Duration::from_secs(40)).await;
-    let tries: Vec<Instant> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == "GET" && s.path == path)
-        .map(|s| s.at)
-        .collect();
+    let tries = proxy.calls_to("GET", &path);
     let gaps: Vec<f64> = tries
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
@@ -478,7 +455,7 @@ async fn a_leader_whose_apiserver_stalls_sends_no_glance_write_after_its_fence_t
     .await;
     assert!(leads.is_some(), "the stack's operator holds its Lease");
     let log = state_dir().join("logs/stall-standby.log");
-    let mut standby = Command::new(env!("CARGO_BIN_EXE_imageshare"))
+    let mut standby = Command::new(BIN)
         .args([
             "operator",
             "--log-format",
@@ -518,7 +495,7 @@ async fn a_leader_whose_apiserver_stalls_sends_no_glance_write_after_its_fence_t
     )
     .await;
     let first = wait_until(CONVERGE, || async {
-        seen(&proxy, "POST", &members).first().copied()
+        proxy.calls_containing("POST", &members).first().copied()
     })
     .await
     .expect("the leader starts adding members");
@@ -527,7 +504,7 @@ async fn a_leader_whose_apiserver_stalls_sends_no_glance_write_after_its_fence_t
     let paused_at = Instant::now();
     tokio::time::sleep(PAUSE).await;
     let fence_bound = paused_at + RENEW_DEADLINE + SLACK;
-    let posts = seen(&proxy, "POST", &members);
+    let posts = proxy.calls_containing("POST", &members);
     let during = posts.iter().filter(|at| **at >= paused_at).count();
     let late: Vec<f64> = posts
         .iter()

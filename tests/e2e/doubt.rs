@@ -13,10 +13,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
+use imageshare_testbed::fault_proxy::FaultProxy;
+use imageshare_testbed::*;
 use serde_json::{Value, json};
-
-use crate::fault_proxy::FaultProxy;
-use crate::support::*;
 
 /// The `[resource] list_limit` the truncation test sets in Keystone.
 const LIST_LIMIT: usize = 50;
@@ -188,14 +187,16 @@ async fn a_truncated_keystone_list_stops_the_pass_and_revokes_nothing() {
 
     let producer = Os::login("producer").await;
     let image = producer.create_image(&unique("trunc"), "shared", &[]).await;
-    t.create(
-        "selected",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "projectReader": creds("admin-cloud"),
-            "projectSelector": {"domain": domain_name, "tags": [tag]}}),
-    )
-    .await;
-    let share = t.wait_reason("selected", "InSync", CONVERGE).await;
+    let share = t
+        .share("selected")
+        .image(&image)
+        .with("projectReader", creds("admin-cloud"))
+        .with(
+            "projectSelector",
+            json!({"domain": domain_name, "tags": [tag]}),
+        )
+        .in_sync()
+        .await;
     let members = || member_ids(&producer, &image);
     assert_eq!(members().await, tagged);
     let recorded = ledger_pairs(&share);
@@ -268,13 +269,14 @@ async fn a_default_backend_answering_404_never_releases_the_finalizer() {
     .await;
     let image = producer.create_image(&unique("p404"), "shared", &[]).await;
     let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
-    t.create(
-        "shared",
-        json!({"image": {"id": image}, "producer": creds("producer-via-proxy"),
-            "members": [{"project": a}, {"project": b}]}),
-    )
-    .await;
-    let share = t.wait_reason("shared", "InSync", CONVERGE).await;
+    let share = t
+        .share("shared")
+        .image(&image)
+        .producer("producer-via-proxy")
+        .member(&a)
+        .member(&b)
+        .in_sync()
+        .await;
     let recorded = ledger_pairs(&share);
     let both: BTreeSet<String> = [a.clone(), b.clone()].into();
     assert_eq!(recorded.len(), 2, "{recorded:?}");

@@ -1,31 +1,18 @@
-//! Faults between the operator and Glance, injected by a forwarding proxy (fault_proxy.rs)
-//! that the test's credentials point at (image_endpoint_override): passing HTTP faults
-//! (500, 503, 429 with Retry-After in seconds and as an HTTP date, 401 on a valid token),
-//! connection faults (a cut mid-answer, latency, an answer slower than the request timeout).
+//! Faults between the operator and Glance, injected by a forwarding proxy (the testbed's
+//! fault_proxy) that the test's credentials point at (image_endpoint_override): passing HTTP
+//! faults (500, 503, 429 with Retry-After in seconds and as an HTTP date, 401 on a valid
+//! token), connection faults (a cut mid-answer, latency, an answer slower than the request
+//! timeout).
 //! The operator must converge, honour Retry-After, back off with a bounded rate, and keep a
 //! Ready condition steady through one passing fault.
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use imageshare_testbed::fault_proxy::{Fault, FaultProxy, Rule, behind_proxy};
+use imageshare_testbed::*;
 
-use crate::fault_proxy::{Fault, FaultProxy, Rule};
-use crate::support::*;
-
-/// A test namespace whose producer and consumer-a Secrets reach Glance through a new proxy.
-async fn behind_proxy(prefix: &str) -> (TestNs, FaultProxy, Os) {
-    let t = TestNs::new(prefix).await;
-    let producer = Os::login("producer").await;
-    let proxy = FaultProxy::start(producer.glance_url()).await;
-    for identity in ["producer", "consumer-a"] {
-        t.put_secret(
-            &format!("{identity}-cloud"),
-            &clouds_yaml_via(identity, &proxy.url),
-        )
-        .await;
-    }
-    (t, proxy, producer)
-}
+/// The identities whose Secrets reach Glance through the proxy.
+const VIA_PROXY: &[&str] = &["producer", "consumer-a"];
 
 fn rule(method: &'static str, path: &str, fault: Fault, times: usize) -> Rule {
     Rule {
@@ -36,19 +23,9 @@ fn rule(method: &'static str, path: &str, fault: Fault, times: usize) -> Rule {
     }
 }
 
-/// The requests of `method` on exactly `path` (no query) the proxy saw.
-fn calls(proxy: &FaultProxy, method: &str, path: &str) -> Vec<Instant> {
-    proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == method && s.path == path)
-        .map(|s| s.at)
-        .collect()
-}
-
 #[tokio::test]
 async fn the_share_converges_through_every_kind_of_passing_fault() {
-    let (t, proxy, producer) = behind_proxy("faults").await;
+    let (t, proxy, producer) = behind_proxy("faults", VIA_PROXY).await;
     let image = producer
         .create_image(&unique("faults"), "shared", &[])
         .await;
@@ -80,14 +57,12 @@ async fn the_share_converges_through_every_kind_of_passing_fault() {
     ] {
         proxy.inject(r);
     }
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"), "members": [
-            {"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")},
-            {"project": b},
-        ]}),
-    )
-    .await;
+    t.share("share")
+        .image(&image)
+        .accepted(&a, "consumer-a-cloud")
+        .member(&b)
+        .create()
+        .await;
     let started = Instant::now();
     t.wait_reason("share", "InSync", CONVERGE).await;
     let injected = proxy.seen().iter().filter(|s| s.fault.is_some()).count();
@@ -107,31 +82,25 @@ async fn the_share_converges_through_every_kind_of_passing_fault() {
 
 #[tokio::test]
 async fn one_passing_fault_does_not_flip_ready() {
-    let (t, proxy, producer) = behind_proxy("blip").await;
+    let (t, proxy, producer) = behind_proxy("blip", VIA_PROXY).await;
     let image = producer.create_image(&unique("blip"), "shared", &[]).await;
     let a = project_id("consumer-a");
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
+    t.share("share").image(&image).member(&a).in_sync().await;
 
     let path = format!("/v2/images/{image}");
     proxy.inject(rule("GET", &path, Fault::Status(503, None), 1));
-    let before = calls(&proxy, "GET", &path).len();
+    let before = proxy.calls_to("GET", &path).len();
     t.poke("share").await;
     // Sample Ready until the pass after the fault has run.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while calls(&proxy, "GET", &path).len() < before + 2 && Instant::now() < deadline {
+    while proxy.calls_to("GET", &path).len() < before + 2 && Instant::now() < deadline {
         let share = t.shares().get("share").await.unwrap();
         let ready = share.ready_condition().unwrap();
         assert_eq!(ready.status, "True", "Ready flipped: {ready:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        calls(&proxy, "GET", &path).len() >= before + 2,
+        proxy.calls_to("GET", &path).len() >= before + 2,
         "the pass was retried"
     );
     t.wait_reason("share", "InSync", CONVERGE).await;
@@ -160,18 +129,17 @@ async fn after_429(proxy: &FaultProxy, path: &str) -> (Instant, Instant) {
 
 #[tokio::test]
 async fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
-    let (t, proxy, producer) = behind_proxy("retry-after").await;
+    let (t, proxy, producer) = behind_proxy("retry-after", VIA_PROXY).await;
     let image = producer
         .create_image(&unique("retryafter"), "shared", &[])
         .await;
     let path = format!("/v2/images/{image}");
     proxy.inject(rule("GET", &path, Fault::Status(429, Some("6".into())), 1));
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": project_id("consumer-a")}]}),
-    )
-    .await;
+    t.share("share")
+        .image(&image)
+        .member(&project_id("consumer-a"))
+        .create()
+        .await;
     let (limited, next) = after_429(&proxy, &path).await;
     let gap = next - limited;
     let in_seconds = gap.as_secs_f64();
@@ -221,22 +189,21 @@ async fn retry_after_is_honoured_in_seconds_and_as_an_http_date() {
 /// (tests/chaos, `a_lasting_outage_backs_off_with_gaps_that_grow`), not here.
 #[tokio::test]
 async fn a_lasting_outage_is_retried_with_a_bounded_backoff_and_reported() {
-    let (t, proxy, producer) = behind_proxy("outage").await;
+    let (t, proxy, producer) = behind_proxy("outage", VIA_PROXY).await;
     let image = producer
         .create_image(&unique("outage"), "shared", &[])
         .await;
     let path = format!("/v2/images/{image}");
     proxy.inject(rule("GET", &path, Fault::Status(503, None), 1000));
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": project_id("consumer-a")}]}),
-    )
-    .await;
+    t.share("share")
+        .image(&image)
+        .member(&project_id("consumer-a"))
+        .create()
+        .await;
     t.wait_reason("share", "TransientError", CONVERGE).await;
-    let reported = calls(&proxy, "GET", &path);
+    let reported = proxy.calls_to("GET", &path);
     tokio::time::sleep(Duration::from_secs(40)).await;
-    let tries = calls(&proxy, "GET", &path);
+    let tries = proxy.calls_to("GET", &path);
     assert!(tries.len() <= 6, "too many calls: {}", tries.len());
     assert!(
         tries.len() > reported.len(),
@@ -261,7 +228,7 @@ async fn a_lasting_outage_is_retried_with_a_bounded_backoff_and_reported() {
 
 #[tokio::test]
 async fn an_answer_slower_than_the_request_timeout_is_retried() {
-    let (t, proxy, producer) = behind_proxy("slow").await;
+    let (t, proxy, producer) = behind_proxy("slow", VIA_PROXY).await;
     let image = producer.create_image(&unique("slow"), "shared", &[]).await;
     let members = format!("/v2/images/{image}/members");
     proxy.inject(rule(
@@ -271,12 +238,11 @@ async fn an_answer_slower_than_the_request_timeout_is_retried() {
         1,
     ));
     let started = Instant::now();
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": project_id("consumer-a")}]}),
-    )
-    .await;
+    t.share("share")
+        .image(&image)
+        .member(&project_id("consumer-a"))
+        .create()
+        .await;
     t.wait_reason("share", "InSync", Duration::from_secs(90))
         .await;
     row(
@@ -287,5 +253,5 @@ async fn an_answer_slower_than_the_request_timeout_is_retried() {
             started.elapsed().as_secs_f64()
         ),
     );
-    assert!(calls(&proxy, "GET", &members).len() >= 2);
+    assert!(proxy.calls_to("GET", &members).len() >= 2);
 }

@@ -6,35 +6,17 @@
 
 use std::time::Duration;
 
+use imageshare_testbed::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use serde_json::json;
 
-use crate::support::*;
-
-/// The finalizer a producer credentials Secret carries while an ImageShare may need it.
-const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use";
-
 /// The field manager `kubectl create` writes under.
 const KUBECTL_CREATE: &str = "kubectl-create";
 
-/// Whether Secret `name` of `t` lists the guard (false once the Secret is gone).
-async fn guarded(t: &TestNs, name: &str) -> bool {
-    t.secrets()
-        .get_opt(name)
-        .await
-        .expect("get secret")
-        .and_then(|s| s.metadata.finalizers)
-        .is_some_and(|f| f.iter().any(|f| f == CREDENTIALS_FINALIZER))
-}
-
 #[tokio::test]
 async fn a_copied_secret_whose_guard_kubectl_owns_is_released_and_its_namespace_goes() {
-    let t = TestNs::new("guard-copied").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("guardcopy"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = Scenario::new("guard-copied").await;
     let a = project_id("consumer-a");
     // The copy as `kubectl create` makes it: the guard is in the metadata it was given, so
     // kubectl's field manager owns it and the operator's own manager owns nothing.
@@ -64,14 +46,13 @@ async fn a_copied_secret_whose_guard_kubectl_owns_is_released_and_its_namespace_
         .collect();
     assert_eq!(managers, [KUBECTL_CREATE], "only kubectl owns the copy");
 
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("copied-cloud"),
-            "members": [{"project": a}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
-    assert!(guarded(&t, "copied-cloud").await);
+    t.share("share")
+        .image(&image)
+        .producer("copied-cloud")
+        .member(&a)
+        .in_sync()
+        .await;
+    assert!(t.guarded("copied-cloud").await);
     assert!(producer.members(&image).await.contains_key(&a));
 
     // No ImageShare needs the Secret any more: the guard goes, although kubectl owns it.
@@ -81,7 +62,7 @@ async fn a_copied_secret_whose_guard_kubectl_owns_is_released_and_its_namespace_
         "the member was removed on deletion"
     );
     let released = wait_until(Duration::from_secs(30), || async {
-        (!guarded(&t, "copied-cloud").await).then_some(())
+        (!t.guarded("copied-cloud").await).then_some(())
     })
     .await;
     assert!(

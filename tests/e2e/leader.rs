@@ -1,14 +1,18 @@
-//! Leader election on the real apiserver: two extra replicas of the operator, with a Lease of
-//! their own and watching an empty namespace (so they never touch what the running operator
-//! manages), take over from each other after a crash (kill -9) and after a shutdown
-//! (SIGTERM, which releases the Lease). The takeover times are printed.
+//! Leader election on the real apiserver: a second replica of the operator waits while the
+//! running one holds its Lease; two extra replicas, with a Lease of their own and watching an
+//! empty namespace (so they never touch what the running operator manages), take over from
+//! each other after a crash (kill -9) and after a shutdown (SIGTERM, which releases the
+//! Lease). The takeover times are printed.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 
-use crate::support::*;
+use imageshare_testbed::*;
+
+/// The operator binary the replicas run.
+const BIN: &str = env!("CARGO_BIN_EXE_imageshare");
 
 /// The holder of `lease` once it is `want`, and how long that took; panics after 40 s.
 async fn wait_holder(leases: &kube::Api<Lease>, lease: &str, want: &str) -> Duration {
@@ -34,9 +38,9 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     let leases: kube::Api<Lease> = kube::Api::namespaced(t.client.clone(), "imageshare-system");
     let lease = format!("e2e-{}", t.name);
 
-    let mut first = replica("first", &lease, &t.name, None, "text");
+    let mut first = replica(BIN, "first", &lease, &t.name, None, "text");
     wait_holder(&leases, &lease, "first").await;
-    let mut second = replica("second", &lease, &t.name, None, "text");
+    let mut second = replica(BIN, "second", &lease, &t.name, None, "text");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(second.try_wait().unwrap().is_none(), "the standby waits");
 
@@ -47,7 +51,7 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     assert!(after_crash < Duration::from_secs(20), "{after_crash:?}");
 
     // Shutdown: SIGTERM finishes in-flight passes and releases the Lease.
-    let mut third = replica("third", &lease, &t.name, None, "text");
+    let mut third = replica(BIN, "third", &lease, &t.name, None, "text");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let status = Command::new("kill")
         .args(["-TERM", &second.id().to_string()])
@@ -77,4 +81,39 @@ async fn a_standby_takes_over_after_a_crash_within_twenty_seconds_and_at_once_af
     );
     third.kill().unwrap();
     third.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_second_replica_waits_while_the_running_operator_holds_the_lease() {
+    let leases: kube::Api<Lease> = kube::Api::namespaced(admin().await, "imageshare-system");
+    let holder = || async {
+        let lease = leases.get("imageshare-operator").await.unwrap();
+        lease.spec.and_then(|s| s.holder_identity)
+    };
+    assert_eq!(holder().await.as_deref(), Some("local-operator"));
+
+    let log = state_dir().join("logs/standby-operator.log");
+    let mut standby = std::process::Command::new(env!("CARGO_BIN_EXE_imageshare"))
+        .args([
+            "operator",
+            "--log-format",
+            "text",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--leader-election", "--leader-election-identity", "standby"])
+        .arg("--kubeconfig")
+        .arg(state_dir().join("operator.kubeconfig"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let still_running = standby.try_wait().unwrap().is_none();
+    standby.kill().unwrap();
+    standby.wait().unwrap();
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(still_running, "the standby exited: {output}");
+    assert!(output.contains("waiting for the leader lease"), "{output}");
+    assert!(!output.contains("holding the leader lease"), "{output}");
+    assert_eq!(holder().await.as_deref(), Some("local-operator"));
 }

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use imageshare::api::MemberPhase;
+use imageshare_testbed::*;
 use serde_json::json;
-
-use crate::support::*;
 
 #[tokio::test]
 async fn a_thousand_members_on_three_selected_images_write_a_bounded_status() {
@@ -47,19 +46,13 @@ async fn a_thousand_members_on_three_selected_images_write_a_bounded_status() {
 
 #[tokio::test]
 async fn a_status_another_client_keeps_reverting_is_held_back_then_retried() {
-    let t = TestNs::new("contest").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("contest"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = Scenario::new("contest").await;
     let a = project_id("consumer-a");
-    t.create(
-        "contest",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": a, "status": "accepted", "consumer": creds("consumer-a-cloud")}]}),
-    )
-    .await;
-    t.wait_reason("contest", "InSync", CONVERGE).await;
+    t.share("contest")
+        .image(&image)
+        .accepted(&a, "consumer-a-cloud")
+        .in_sync()
+        .await;
 
     // The consumer rejects the image whenever the operator accepts it again; each reject is
     // noticed at the next pass (poked here instead of waiting for a resync).

@@ -1,13 +1,12 @@
 //! Overlapping ImageShares: objects that want the same thing agree (one makes the writes,
-//! all report InSync and name each other); only a contradiction is a Conflict; a member goes
-//! when the last object that holds it lets go. `plan` gives the verdict the operator then
-//! reports.
+//! all report InSync and name each other); only a contradiction is a Conflict (an Exclusive
+//! object never removes a member another object declares); a member goes when the last
+//! object that holds it lets go. `plan` gives the verdict the operator then reports.
 
 use std::time::Duration;
 
+use imageshare_testbed::*;
 use serde_json::json;
-
-use crate::support::*;
 
 /// `imageshare plan -A` on one object of the cluster (overlaps span namespaces): its exit
 /// code and text.
@@ -41,17 +40,11 @@ async fn count(t: &TestNs, name: &str, reason: &str) -> usize {
 
 #[tokio::test]
 async fn two_objects_declaring_the_same_member_both_report_in_sync_and_the_last_to_go_revokes() {
-    let t = TestNs::new("agree").await;
-    let producer = Os::login("producer").await;
-    let image = producer.create_image(&unique("agree"), "shared", &[]).await;
+    let Scenario { t, producer, image } = Scenario::new("agree").await;
     let c = project_id("consumer-c");
-    let spec = json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-        "members": [{"project": c}]});
-    t.create("platform", spec.clone()).await;
-    t.wait_reason("platform", "InSync", CONVERGE).await;
+    t.share("platform").image(&image).member(&c).in_sync().await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation second
-    t.create("team", spec).await;
-    let team = t.wait_reason("team", "InSync", CONVERGE).await;
+    let team = t.share("team").image(&image).member(&c).in_sync().await;
     let row = &team.status.as_ref().unwrap().members[0];
     let message = row.message.as_deref().unwrap_or_default();
     assert!(
@@ -126,4 +119,39 @@ async fn the_same_status_from_two_namespaces_agrees_and_a_different_one_conflict
         Some("accepted")
     );
     first.wait_reason("accept", "InSync", CONVERGE).await;
+}
+
+#[tokio::test]
+async fn exclusive_share_keeps_members_another_imageshare_declares() {
+    let Scenario { t, producer, image } = Scenario::new("shared-excl").await;
+    let (a, c) = (project_id("consumer-a"), project_id("consumer-c"));
+    t.share("exclusive")
+        .image(&image)
+        .exclusive()
+        .member(&c)
+        .in_sync()
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation second
+    t.share("additive").image(&image).member(&a).in_sync().await;
+    // Make the Exclusive one pass again: it must not remove the other object's member, and
+    // it says why it cannot be exclusive (a contradiction: a Conflict naming the other).
+    t.patch_spec("exclusive", json!({"resyncPeriod": "30s"}))
+        .await;
+    let share = t.wait_reason("exclusive", "Conflict", CONVERGE).await;
+    let message = &share.ready_condition().unwrap().message;
+    assert!(
+        message.contains(&format!("{}/additive", t.name)),
+        "{message}"
+    );
+    let members = producer.members(&image).await;
+    assert!(
+        members.contains_key(&a) && members.contains_key(&c),
+        "{members:?}"
+    );
+    assert!(
+        !t.event_reasons("exclusive")
+            .await
+            .iter()
+            .any(|r| r == "MemberRemoved")
+    );
 }

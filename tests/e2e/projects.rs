@@ -3,9 +3,8 @@
 //! project reader's credentials. Projects are created and tagged with the openstack CLI.
 
 use imageshare::api::ImageShare;
+use imageshare_testbed::*;
 use serde_json::json;
-
-use crate::support::*;
 
 /// The projects `share` resolved, as (name, id, selected).
 fn resolved(share: &ImageShare) -> Vec<(String, String, bool)> {
@@ -17,16 +16,20 @@ fn resolved(share: &ImageShare) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// A [`Scenario`] whose namespace also has Secret `reader-cloud`: a domain reader
+/// (domain-scoped token, role reader on Default), the least privilege to list projects.
+async fn with_reader(prefix: &str) -> Scenario {
+    let scenario = Scenario::new(prefix).await;
+    scenario
+        .t
+        .put_secret("reader-cloud", &clouds_yaml_for("project-reader", None))
+        .await;
+    scenario
+}
+
 #[tokio::test]
 async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
-    let t = TestNs::new("selector").await;
-    // A domain reader (domain-scoped token, role reader on Default): the least privilege.
-    t.put_secret("reader-cloud", &clouds_yaml_for("project-reader", None))
-        .await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("select"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = with_reader("selector").await;
     let tag = unique("gpu");
     let create = |name: &str| {
         openstack(
@@ -39,14 +42,16 @@ async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
     };
     let (first_name, second_name) = (unique("tenant-1"), unique("tenant-2"));
     let first = create(&first_name);
-    t.create(
-        "gpu",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "projectReader": creds("reader-cloud"),
-            "projectSelector": {"domain": "Default", "tags": [tag]}}),
-    )
-    .await;
-    let share = t.wait_reason("gpu", "InSync", CONVERGE).await;
+    let share = t
+        .share("gpu")
+        .image(&image)
+        .with("projectReader", creds("reader-cloud"))
+        .with(
+            "projectSelector",
+            json!({"domain": "Default", "tags": [tag]}),
+        )
+        .in_sync()
+        .await;
     assert_eq!(
         resolved(&share),
         [(first_name.clone(), first.clone(), true)]
@@ -59,23 +64,13 @@ async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
     // A project created later joins at the next resync (forced here by a poke).
     let second = create(&second_name);
     t.poke("gpu").await;
-    let joined = wait_until(CONVERGE, || async {
-        producer
-            .members(&image)
-            .await
-            .contains_key(&second)
-            .then_some(())
-    })
-    .await;
+    let joined = producer.wait_member_added(&image, &second, CONVERGE).await;
     assert!(joined.is_some(), "{second_name} did not get the image");
 
     // Untagged: it leaves the selection and loses access; the other keeps it.
     openstack("admin", &["project", "set", "--remove-tag", &tag, &first]);
     t.poke("gpu").await;
-    let gone = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&first)).then_some(())
-    })
-    .await;
+    let gone = producer.wait_member_gone(&image, &first, CONVERGE).await;
     assert!(
         gone.is_some(),
         "{first_name} kept the image after leaving the selection"
@@ -93,23 +88,15 @@ async fn tagged_projects_get_the_image_and_lose_it_when_untagged() {
 
 #[tokio::test]
 async fn a_project_given_by_name_is_shared_and_an_unknown_name_changes_nothing() {
-    let t = TestNs::new("by-name").await;
-    // A domain reader (domain-scoped token, role reader on Default): the least privilege.
-    t.put_secret("reader-cloud", &clouds_yaml_for("project-reader", None))
-        .await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("byname"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = with_reader("by-name").await;
     let c = project_id("consumer-c");
-    t.create(
-        "named",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "projectReader": creds("reader-cloud"),
-            "members": [{"project": "consumer-c", "domain": "Default"}]}),
-    )
-    .await;
-    let share = t.wait_reason("named", "InSync", CONVERGE).await;
+    let share = t
+        .share("named")
+        .image(&image)
+        .with("projectReader", creds("reader-cloud"))
+        .with_member(json!({"project": "consumer-c", "domain": "Default"}))
+        .in_sync()
+        .await;
     assert_eq!(resolved(&share), [("consumer-c".into(), c.clone(), false)]);
     assert_eq!(share.status.unwrap().members[0].project, c);
     assert_eq!(
@@ -132,13 +119,12 @@ async fn a_project_given_by_name_is_shared_and_an_unknown_name_changes_nothing()
     );
 
     // The producer's own credential may not list projects: Forbidden, said clearly.
-    t.create(
-        "no-reader",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": "consumer-a", "domain": "Default"}]}),
-    )
-    .await;
-    let share = t.wait_reason("no-reader", "Forbidden", CONVERGE).await;
+    let share = t
+        .share("no-reader")
+        .image(&image)
+        .with_member(json!({"project": "consumer-a", "domain": "Default"}))
+        .reaches("Forbidden")
+        .await;
     let message = &share.ready_condition().unwrap().message;
     assert!(message.contains("spec.projectReader"), "{message}");
 }

@@ -5,32 +5,17 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use imageshare_testbed::*;
 use serde_json::json;
-
-use crate::support::*;
-
-/// The finalizer a producer credentials Secret carries while an ImageShare with
-/// deletionPolicy Delete may still need it to remove members (one, however many objects).
-const CREDENTIALS_FINALIZER: &str = "imageshare.dev/credentials-in-use";
 
 /// How long a namespace may take to go away: the namespace controller's sweep, the
 /// operator's cleanup of each ImageShare, then the release of the Secrets' finalizers.
 const NAMESPACE_GONE: Duration = Duration::from_secs(150);
 
-/// The Secret `name` of `t`, terminating or not; None once the apiserver no longer has it.
-async fn secret(t: &TestNs, name: &str) -> Option<Secret> {
-    t.secrets().get_opt(name).await.expect("get secret")
-}
-
 #[tokio::test]
 async fn consumer_only_imageshare_in_another_namespace_does_not_shield_a_member_from_exclusive() {
-    let t = TestNs::new("shield").await;
+    let Scenario { t, producer, image } = Scenario::new("shield").await;
     let other = TestNs::new("shield-other").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("shield"), "shared", &[])
-        .await;
     let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
     // Shared by hand; consumer-b accepted it, and manages its acceptance declaratively.
     producer.add_member(&image, &b).await;
@@ -39,25 +24,20 @@ async fn consumer_only_imageshare_in_another_namespace_does_not_shield_a_member_
         .set_status(&image, &b, "accepted")
         .await;
     other
-        .create(
-            "accept",
-            json!({"image": {"id": image}, "members": [
-                {"project": b, "status": "accepted", "consumer": creds("consumer-b-cloud")},
-            ]}),
-        )
+        .share("accept")
+        .consumer_only()
+        .image(&image)
+        .accepted(&b, "consumer-b-cloud")
+        .in_sync()
         .await;
-    other.wait_reason("accept", "InSync", CONVERGE).await;
 
-    t.create(
-        "exclusive",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "membership": "Exclusive", "members": [{"project": a}]}),
-    )
-    .await;
-    let removed = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    t.share("exclusive")
+        .image(&image)
+        .exclusive()
+        .member(&a)
+        .create()
+        .await;
+    let removed = producer.wait_member_gone(&image, &b, CONVERGE).await;
     assert!(
         removed.is_some(),
         "a consumer-only ImageShare shielded consumer-b from Exclusive: {:?}",
@@ -79,28 +59,23 @@ async fn consumer_only_imageshare_in_another_namespace_does_not_shield_a_member_
 
 #[tokio::test]
 async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
-    let t = TestNs::new("secret-first").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("secfirst"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = Scenario::new("secret-first").await;
     let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}, {"project": b}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
+    t.share("share")
+        .image(&image)
+        .member(&a)
+        .member(&b)
+        .in_sync()
+        .await;
     assert_eq!(producer.members(&image).await.len(), 2);
     // Guarded before the first member was added, so it is there once the object is InSync.
-    let guarded = secret(&t, "producer-cloud").await.expect("secret exists");
+    let guarded = t.secret("producer-cloud").await.expect("secret exists");
     let finalizers = guarded.metadata.finalizers.unwrap_or_default();
     assert!(
         finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER),
         "producer-cloud lacks {CREDENTIALS_FINALIZER}: {finalizers:?}"
     );
-    let unused = secret(&t, "consumer-a-cloud").await.expect("secret exists");
+    let unused = t.secret("consumer-a-cloud").await.expect("secret exists");
     let unused_finalizers = unused.metadata.finalizers.unwrap_or_default();
     assert!(
         unused_finalizers.is_empty(),
@@ -112,7 +87,8 @@ async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
     // keeps the Secret for its cleanup.
     t.patch_spec("share", json!({"resyncPeriod": "30s"})).await;
     t.wait_reason("share", "InSync", CONVERGE).await;
-    let terminating = secret(&t, "producer-cloud")
+    let terminating = t
+        .secret("producer-cloud")
         .await
         .expect("the Secret must stay while the ImageShare needs it");
     assert!(terminating.metadata.deletion_timestamp.is_some());
@@ -121,13 +97,13 @@ async fn secret_deleted_first_then_the_imageshare_still_removes_the_members() {
     let members = producer.members(&image).await;
     assert!(members.is_empty(), "members leaked: {members:?}");
     let released = wait_until(CONVERGE, || async {
-        secret(&t, "producer-cloud").await.is_none().then_some(())
+        t.secret("producer-cloud").await.is_none().then_some(())
     })
     .await;
     assert!(
         released.is_some(),
         "producer-cloud was not released after its last ImageShare went: {:?}",
-        secret(&t, "producer-cloud")
+        t.secret("producer-cloud")
             .await
             .and_then(|s| s.metadata.finalizers)
     );
@@ -142,18 +118,14 @@ async fn deleting_the_namespace_removes_the_members() {
     let mut images = Vec::new();
     for name in ["one", "two", "three"] {
         let image = producer.create_image(&unique("nsdel"), "shared", &[]).await;
-        t.create(
-            name,
-            json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-                "members": [{"project": a}]}),
-        )
-        .await;
+        t.share(name).image(&image).member(&a).create().await;
         images.push(image);
     }
     for name in ["one", "two", "three"] {
         t.wait_reason(name, "InSync", CONVERGE).await;
     }
-    let guards = secret(&t, "producer-cloud")
+    let guards = t
+        .secret("producer-cloud")
         .await
         .expect("secret exists")
         .metadata
@@ -172,14 +144,6 @@ async fn deleting_the_namespace_removes_the_members() {
     }
 }
 
-/// Whether the Secret `name` of `t` carries the deletion guard.
-async fn guarded(t: &TestNs, name: &str) -> bool {
-    secret(t, name)
-        .await
-        .and_then(|s| s.metadata.finalizers)
-        .is_some_and(|f| f.iter().any(|f| f == CREDENTIALS_FINALIZER))
-}
-
 #[tokio::test]
 async fn the_guard_stays_while_any_object_needs_the_secret_and_goes_with_the_last() {
     let t = TestNs::new("guard-follows").await;
@@ -187,30 +151,25 @@ async fn the_guard_stays_while_any_object_needs_the_secret_and_goes_with_the_las
     let a = project_id("consumer-a");
     for name in ["one", "two"] {
         let image = producer.create_image(&unique("guard"), "shared", &[]).await;
-        t.create(
-            name,
-            json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-                "members": [{"project": a}]}),
-        )
-        .await;
+        t.share(name).image(&image).member(&a).create().await;
     }
     for name in ["one", "two"] {
         t.wait_reason(name, "InSync", CONVERGE).await;
     }
-    assert!(guarded(&t, "producer-cloud").await);
+    assert!(t.guarded("producer-cloud").await);
     // "one" no longer needs it for cleanup; "two" still does.
     t.patch_spec("one", json!({"deletionPolicy": "Orphan"}))
         .await;
     t.wait_reason("one", "InSync", CONVERGE).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        guarded(&t, "producer-cloud").await,
+        t.guarded("producer-cloud").await,
         "released while another ImageShare needs it"
     );
     // Neither needs it: released, without any other change.
     t.patch_spec("two", json!({"suspend": true})).await;
     let released = wait_until(CONVERGE, || async {
-        (!guarded(&t, "producer-cloud").await).then_some(())
+        (!t.guarded("producer-cloud").await).then_some(())
     })
     .await;
     assert!(released.is_some(), "kept with no ImageShare needing it");
@@ -218,7 +177,7 @@ async fn the_guard_stays_while_any_object_needs_the_secret_and_goes_with_the_las
     t.patch_spec("one", json!({"deletionPolicy": "Delete"}))
         .await;
     let again = wait_until(CONVERGE, || async {
-        guarded(&t, "producer-cloud").await.then_some(())
+        t.guarded("producer-cloud").await.then_some(())
     })
     .await;
     assert!(again.is_some(), "not guarded again once needed");
@@ -226,31 +185,23 @@ async fn the_guard_stays_while_any_object_needs_the_secret_and_goes_with_the_las
 
 #[tokio::test]
 async fn member_removed_from_the_spec_loses_access_in_additive_mode() {
-    let t = TestNs::new("spec-remove").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("specrm"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = Scenario::new("spec-remove").await;
     let (a, b, c) = (
         project_id("consumer-a"),
         project_id("consumer-b"),
         project_id("consumer-c"),
     );
-    t.create(
-        "share",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}, {"project": b}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
+    t.share("share")
+        .image(&image)
+        .member(&a)
+        .member(&b)
+        .in_sync()
+        .await;
     producer.add_member(&image, &c).await;
 
     t.patch_spec("share", json!({"members": [{"project": a}]}))
         .await;
-    let revoked = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let revoked = producer.wait_member_gone(&image, &b, CONVERGE).await;
     assert!(
         revoked.is_some(),
         "consumer-b kept access after leaving spec.members: {:?}",
@@ -283,13 +234,7 @@ async fn changing_spec_image_revokes_the_old_image() {
         producer.create_image(&unique("new"), "shared", &[]).await,
     );
     let a = project_id("consumer-a");
-    t.create(
-        "share",
-        json!({"image": {"id": old}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
+    t.share("share").image(&old).member(&a).in_sync().await;
     assert!(producer.members(&old).await.contains_key(&a));
 
     t.patch_spec("share", json!({"image": {"id": new}})).await;
@@ -336,23 +281,20 @@ async fn image_retagged_out_of_the_selector_loses_its_members() {
             .await,
     );
     let a = project_id("consumer-a");
-    t.create(
-        "sel",
-        json!({"image": {"selector": {"tags": [tag]}}, "producer": creds("producer-cloud"),
-            "resyncPeriod": "30s", "members": [{"project": a}]}),
-    )
-    .await;
-    let share = t.wait_reason("sel", "InSync", CONVERGE).await;
+    let share = t
+        .share("sel")
+        .tagged(&tag)
+        .resync_30s()
+        .member(&a)
+        .in_sync()
+        .await;
     assert_eq!(share.status.unwrap().images.len(), 2);
     assert!(producer.members(&leaving).await.contains_key(&a));
     assert!(producer.members(&staying).await.contains_key(&a));
 
     // Glance has no watch API: only the resync notices the image left the selection.
     producer.remove_tag(&leaving, &tag).await;
-    let revoked = wait_until(RESYNC, || async {
-        producer.members(&leaving).await.is_empty().then_some(())
-    })
-    .await;
+    let revoked = producer.wait_no_members(&leaving, RESYNC).await;
     assert!(
         revoked.is_some(),
         "the image that left the selector kept its members: {:?}",
@@ -385,22 +327,17 @@ async fn renaming_spec_image_name_to_an_image_that_does_not_exist_revokes_the_ol
     let name = unique("named");
     let image = producer.create_image(&name, "shared", &[]).await;
     let a = project_id("consumer-a");
-    t.create(
-        "share",
-        json!({"image": {"name": name}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}]}),
-    )
-    .await;
-    t.wait_reason("share", "InSync", CONVERGE).await;
+    t.share("share")
+        .image_named(&name)
+        .member(&a)
+        .in_sync()
+        .await;
     assert!(producer.members(&image).await.contains_key(&a));
 
     t.patch_spec("share", json!({"image": {"name": unique("missing")}}))
         .await;
     t.wait_reason("share", "ImageNotFound", CONVERGE).await;
-    let revoked = wait_until(CONVERGE, || async {
-        producer.members(&image).await.is_empty().then_some(())
-    })
-    .await;
+    let revoked = producer.wait_no_members(&image, CONVERGE).await;
     assert!(
         revoked.is_some(),
         "the image no longer named kept its members: {:?}",

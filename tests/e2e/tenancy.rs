@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use imageshare::api::ImageShare;
+use imageshare_testbed::hostile_glance::{HostileGlance, Lie};
+use imageshare_testbed::*;
 use serde_json::json;
-
-use crate::hostile_glance::{HostileGlance, Lie};
-use crate::support::*;
 
 /// The ledger pairs of an ImageShare's status, as (image, project).
 fn ledger(share: &ImageShare) -> Vec<(String, String)> {
@@ -19,21 +18,16 @@ fn ledger(share: &ImageShare) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_tenants_own_endpoint_does_not_shield_a_member_the_owner_removes() {
-    let owner_ns = TestNs::new("shield-owner").await;
+    let Scenario { t, producer, image } = Scenario::new("shield-owner").await;
+    let owner_ns = t;
     let tenant = TestNs::new("shield-tenant").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("shield"), "shared", &[])
-        .await;
     let b = project_id("consumer-b");
     owner_ns
-        .create(
-            "golden",
-            json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-                "members": [{"project": b}]}),
-        )
+        .share("golden")
+        .image(&image)
+        .member(&b)
+        .in_sync()
         .await;
-    owner_ns.wait_reason("golden", "InSync", CONVERGE).await;
     assert!(producer.members(&image).await.contains_key(&b));
 
     // The tenant (consumer-a, a real Keystone user) points its credentials at its own
@@ -47,14 +41,13 @@ async fn a_tenants_own_endpoint_does_not_shield_a_member_the_owner_removes() {
     tenant
         .put_secret("tenant-cloud", &clouds_yaml_via("consumer-a", &hostile.url))
         .await;
-    tenant
-        .create(
-            "shield",
-            json!({"image": {"id": image}, "producer": creds("tenant-cloud"),
-                "members": [{"project": b}]}),
-        )
+    let shield = tenant
+        .share("shield")
+        .image(&image)
+        .producer("tenant-cloud")
+        .member(&b)
+        .in_sync()
         .await;
-    let shield = tenant.wait_reason("shield", "InSync", CONVERGE).await;
     let golden = owner_ns.shares().get("golden").await.unwrap();
     let cloud = |s: &ImageShare| s.status.as_ref().and_then(|s| s.cloud.clone());
     assert!(cloud(&shield).is_some_and(|c| c.contains(&hostile.url)));
@@ -62,10 +55,7 @@ async fn a_tenants_own_endpoint_does_not_shield_a_member_the_owner_removes() {
 
     // The owner withdraws consumer-b: it loses the image, the shield notwithstanding.
     owner_ns.patch_spec("golden", json!({"members": []})).await;
-    let removed = wait_until(CONVERGE, || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer.wait_member_gone(&image, &b, CONVERGE).await;
     assert!(
         removed.is_some(),
         "consumer-b kept the image behind a tenant's fake endpoint"
@@ -98,13 +88,13 @@ async fn endpoints_and_keystones_the_cluster_operator_did_not_allow_get_no_reque
         ("override", "override-cloud", "--allowed-endpoint-override"),
         ("keystone", "keystone-cloud", "--allowed-auth-url"),
     ] {
-        t.create(
-            name,
-            json!({"image": {"id": "1c779bec-127f-47eb-8356-140d685991dd"},
-                "producer": creds(secret), "members": [{"project": project_id("consumer-b")}]}),
-        )
-        .await;
-        let share = t.wait_reason(name, "CredentialsInvalid", CONVERGE).await;
+        let share = t
+            .share(name)
+            .image("1c779bec-127f-47eb-8356-140d685991dd")
+            .producer(secret)
+            .member(&project_id("consumer-b"))
+            .reaches("CredentialsInvalid")
+            .await;
         let message = &share.ready_condition().unwrap().message;
         assert!(message.contains(flag), "{name}: {message}");
         assert!(
@@ -117,19 +107,17 @@ async fn endpoints_and_keystones_the_cluster_operator_did_not_allow_get_no_reque
 
 #[tokio::test]
 async fn a_suspended_object_defers_a_removal_and_never_inherits_it() {
-    let t = TestNs::new("susp-shield").await;
+    let Scenario { t, producer, image } = Scenario::new("susp-shield").await;
     let other = TestNs::new("susp-other").await;
-    let producer = Os::login("producer").await;
-    let image = producer.create_image(&unique("susp"), "shared", &[]).await;
     let b = project_id("consumer-b");
-    let spec = json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-        "members": [{"project": b}]});
-    t.create("granted", spec.clone()).await;
-    t.wait_reason("granted", "InSync", CONVERGE).await;
-    let mut suspended = spec;
-    suspended["suspend"] = json!(true);
-    other.create("suspended", suspended).await;
-    other.wait_reason("suspended", "Suspended", CONVERGE).await;
+    t.share("granted").image(&image).member(&b).in_sync().await;
+    other
+        .share("suspended")
+        .image(&image)
+        .member(&b)
+        .with("suspend", json!(true))
+        .reaches("Suspended")
+        .await;
 
     // The granting object lets go while the suspended one still declares the member: the
     // member stays (it is declared), and so does the duty to revoke it.
@@ -140,10 +128,9 @@ async fn a_suspended_object_defers_a_removal_and_never_inherits_it() {
 
     // The suspended object goes: nobody declares the member any more, and it is removed.
     other.delete_and_wait_gone("suspended", CONVERGE).await;
-    let removed = wait_until(Duration::from_secs(90), || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer
+        .wait_member_gone(&image, &b, Duration::from_secs(90))
+        .await;
     assert!(removed.is_some(), "the member outlived every declaration");
     let share = t.shares().get("granted").await.unwrap();
     assert!(ledger(&share).is_empty() || !producer.members(&image).await.contains_key(&b));
@@ -151,19 +138,14 @@ async fn a_suspended_object_defers_a_removal_and_never_inherits_it() {
 
 #[tokio::test]
 async fn an_image_id_in_another_spelling_changes_nothing() {
-    let t = TestNs::new("id-case").await;
-    let producer = Os::login("producer").await;
-    let image = producer
-        .create_image(&unique("idcase"), "shared", &[])
-        .await;
+    let Scenario { t, producer, image } = Scenario::new("id-case").await;
     let (a, b) = (project_id("consumer-a"), project_id("consumer-b"));
-    t.create(
-        "golden",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": a}, {"project": b}]}),
-    )
-    .await;
-    t.wait_reason("golden", "InSync", CONVERGE).await;
+    t.share("golden")
+        .image(&image)
+        .member(&a)
+        .member(&b)
+        .in_sync()
+        .await;
     let shouted = image.replace('-', "").to_uppercase();
     t.patch_spec("golden", json!({"image": {"id": shouted}}))
         .await;
@@ -184,18 +166,10 @@ async fn an_image_id_in_another_spelling_changes_nothing() {
 
 #[tokio::test]
 async fn an_object_stuck_on_a_slow_endpoint_holds_back_removals_only_until_its_deadline() {
-    let t = TestNs::new("stuck-owner").await;
+    let Scenario { t, producer, image } = Scenario::new("stuck-owner").await;
     let other = TestNs::new("stuck-other").await;
-    let producer = Os::login("producer").await;
-    let image = producer.create_image(&unique("stuck"), "shared", &[]).await;
     let b = project_id("consumer-b");
-    t.create(
-        "golden",
-        json!({"image": {"id": image}, "producer": creds("producer-cloud"),
-            "members": [{"project": b}]}),
-    )
-    .await;
-    t.wait_reason("golden", "InSync", CONVERGE).await;
+    t.share("golden").image(&image).member(&b).in_sync().await;
 
     // Another object that declares consumer-b, whose endpoint pages slowly without end.
     let slow = HostileGlance::start(Lie::EndlessPages {
@@ -206,12 +180,12 @@ async fn an_object_stuck_on_a_slow_endpoint_holds_back_removals_only_until_its_d
         .put_secret("slow-cloud", &clouds_yaml_via("producer", &slow.url))
         .await;
     other
-        .create(
-            "slow",
-            json!({"image": {"selector": {"tags": [unique("endless")]}},
-                "producer": creds("slow-cloud"), "members": [{"project": b}],
-                "resyncPeriod": "30s"}),
-        )
+        .share("slow")
+        .tagged(&unique("endless"))
+        .producer("slow-cloud")
+        .member(&b)
+        .resync_30s()
+        .create()
         .await;
     let paging = wait_until(CONVERGE, || async {
         (slow.requests().len() >= 2).then_some(())
@@ -228,10 +202,9 @@ async fn an_object_stuck_on_a_slow_endpoint_holds_back_removals_only_until_its_d
         .await;
     let message = &stuck.ready_condition().unwrap().message;
     assert!(message.contains("did not finish within 30s"), "{message}");
-    let removed = wait_until(Duration::from_secs(60), || async {
-        (!producer.members(&image).await.contains_key(&b)).then_some(())
-    })
-    .await;
+    let removed = producer
+        .wait_member_gone(&image, &b, Duration::from_secs(60))
+        .await;
     assert!(
         removed.is_some(),
         "the stuck object held the removal back for good"

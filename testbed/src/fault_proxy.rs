@@ -5,6 +5,7 @@
 //! status as a load balancer's default backend does while the service behind it is down
 //! ([`FaultProxy::outage`]). It is not a fake server: without rules it is transparent. It
 //! records every request it saw, with the time, so tests can measure gaps and rates.
+//! [`behind_proxy`] gives a test namespace whose credentials reach Glance through one.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +15,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+
+use crate::cloud::Os;
+use crate::namespace::TestNs;
+use crate::server::{Served, serve};
+use crate::stack::clouds_yaml_via;
 
 /// What to do instead of (or before) forwarding.
 #[derive(Clone, Debug)]
@@ -72,32 +78,24 @@ pub struct FaultProxy {
     /// Its base URL, e.g. http://127.0.0.1:41234.
     pub url: String,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 impl FaultProxy {
     /// Starts a proxy on a free port of 127.0.0.1 in front of `upstream` (a base URL).
     pub async fn start(upstream: &str) -> FaultProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             book: Mutex::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FaultProxy { url, shared, task }
+        let (port, server) = serve(app).await;
+        FaultProxy {
+            url: format!("http://127.0.0.1:{port}"),
+            shared,
+            _server: server,
+        }
     }
 
     /// Adds a rule (rules are tried in the order they were added).
@@ -124,6 +122,41 @@ impl FaultProxy {
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.book.lock().unwrap().seen.clone()
     }
+
+    /// When each request of `method` on exactly `path` (no query) arrived.
+    pub fn calls_to(&self, method: &str, path: &str) -> Vec<Instant> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.path == path)
+            .map(|s| s.at)
+            .collect()
+    }
+
+    /// When each request of `method` whose path and query contain `part` arrived.
+    pub fn calls_containing(&self, method: &str, part: &str) -> Vec<Instant> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.path.contains(part))
+            .map(|s| s.at)
+            .collect()
+    }
+}
+
+/// A test namespace `e2e-<prefix>-…` whose credentials Secrets of `identities` (e.g.
+/// `producer-cloud` for "producer") reach Glance through a new proxy (image_endpoint_override),
+/// the proxy, and the producer identity (which reaches Glance directly).
+pub async fn behind_proxy(prefix: &str, identities: &[&str]) -> (TestNs, FaultProxy, Os) {
+    let t = TestNs::new(prefix).await;
+    let producer = Os::login("producer").await;
+    let proxy = FaultProxy::start(producer.glance_url()).await;
+    for identity in identities {
+        t.put_secret(
+            &format!("{identity}-cloud"),
+            &clouds_yaml_via(identity, &proxy.url),
+        )
+        .await;
+    }
+    (t, proxy, producer)
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {

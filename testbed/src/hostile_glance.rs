@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::server::{Served, serve};
+
 /// How the endpoint lies.
 #[derive(Clone, Debug)]
 pub enum Lie {
@@ -46,13 +48,7 @@ pub struct HostileGlance {
     /// Its port.
     pub port: u16,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for HostileGlance {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 impl HostileGlance {
@@ -72,16 +68,12 @@ impl HostileGlance {
             )
             .fallback(fallback)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (port, server) = serve(app).await;
         HostileGlance {
             url: format!("http://127.0.0.1:{port}"),
             port,
             shared,
-            task,
+            _server: server,
         }
     }
 
