@@ -70,7 +70,10 @@ fn requirement_of(text: &str) -> Result<Expression, String> {
             .ok_or_else(|| format!("{w:?} in label selector requirement {text:?}"))
     };
     let set = |list: &str| -> Result<BTreeSet<String>, String> {
-        let inner = list.trim().strip_prefix('(').and_then(|l| l.strip_suffix(')'));
+        let inner = list
+            .trim()
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'));
         let inner = inner.ok_or_else(|| format!("{text:?}: a set is written (a,b)"))?;
         inner.split(',').map(word).collect()
     };
@@ -108,8 +111,14 @@ mod tests {
     fn a_shard_handles_the_objects_its_selector_matches() {
         let shard = Shard::parse("imageshare.dev/shard=eu, tier in (gold,silver),!legacy");
         let shard = shard.unwrap_or_default();
-        assert!(shard.handles(&labelled(&[("imageshare.dev/shard", "eu"), ("tier", "gold")])));
-        assert!(!shard.handles(&labelled(&[("imageshare.dev/shard", "us"), ("tier", "gold")])));
+        assert!(shard.handles(&labelled(&[
+            ("imageshare.dev/shard", "eu"),
+            ("tier", "gold")
+        ])));
+        assert!(!shard.handles(&labelled(&[
+            ("imageshare.dev/shard", "us"),
+            ("tier", "gold")
+        ])));
         assert!(!shard.handles(&labelled(&[
             ("imageshare.dev/shard", "eu"),
             ("tier", "gold"),
