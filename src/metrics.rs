@@ -114,13 +114,15 @@ impl Default for Metrics {
 impl Metrics {
     // State gauges.
 
-    /// Counts the ImageShares of `store` (the controller's cache) in `imageshare_imageshares`
-    /// and `imageshare_members` at each scrape, until the returned guard is dropped.
+    /// Counts the ImageShares of `store` (the controller's cache) that this installation
+    /// `handles` (its shard) in `imageshare_imageshares` and `imageshare_members` at each
+    /// scrape, until the returned guard is dropped.
     pub fn count_cache(
         &self,
         store: kube::runtime::reflector::Store<crate::api::ImageShare>,
+        handles: objects::Handles,
     ) -> objects::Counting {
-        self.cache.count(store)
+        self.cache.count(store, handles)
     }
 
     /// Sets `imageshare_leader`: whether this replica may reconcile now.
@@ -201,7 +203,7 @@ mod tests {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
         let metrics = Metrics::default();
         let (store, mut writer) = kube::runtime::reflector::store();
-        let counting = metrics.count_cache(store);
+        let counting = metrics.count_cache(store, Box::new(|_| true));
         let mut share = ImageShare::new("a", crate::controller::fixtures::spec());
         share.metadata.namespace = Some("ns".into());
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(share.clone()));

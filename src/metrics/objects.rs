@@ -1,6 +1,7 @@
 //! Gauges of the ImageShares this replica reconciles, computed at each scrape from the
 //! controller's reflector cache (no Kubernetes request, never stale by a pass): ImageShares
-//! by Ready reason and member rows by state. No I/O.
+//! by Ready reason and member rows by state. The cache holds every ImageShare (overlaps need
+//! them); only those of this installation's shard are counted. No I/O.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -24,34 +25,51 @@ pub struct StateLabel {
     pub state: &'static str,
 }
 
+/// Which of the cached ImageShares this replica reconciles (its shard).
+pub type Handles = Box<dyn Fn(&ImageShare) -> bool + Send + Sync>;
+
 /// Which cache the gauges count: the controller's while it runs, none otherwise (a standby
-/// replica, or between two leader terms), so only the replica that reconciles counts.
-#[derive(Clone, Debug, Default)]
+/// replica, or between two leader terms), so only the replica that reconciles counts; and
+/// of that cache only the objects of its shard.
+#[derive(Clone, Default)]
 pub struct Cache(Arc<Mutex<Slot>>);
 
-/// The cache counted now, and the number of caches handed in so far.
-#[derive(Debug, Default)]
+/// The cache counted now with its shard, and the number of caches handed in so far.
+#[derive(Default)]
 struct Slot {
-    store: Option<Store<ImageShare>>,
+    counted: Option<(Store<ImageShare>, Handles)>,
     term: u64,
 }
 
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Cache")
+            .field("counting", &slot.counted.is_some())
+            .field("term", &slot.term)
+            .finish()
+    }
+}
+
 impl Cache {
-    /// Counts `store` until the returned guard is dropped.
-    pub fn count(&self, store: Store<ImageShare>) -> Counting {
+    /// Counts the objects of `store` that `handles` until the returned guard is dropped.
+    pub fn count(&self, store: Store<ImageShare>, handles: Handles) -> Counting {
         let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         slot.term += 1;
-        slot.store = Some(store);
+        slot.counted = Some((store, handles));
         Counting {
             cache: self.clone(),
             term: slot.term,
         }
     }
 
-    /// The cached ImageShares (none when no cache is counted).
+    /// The cached ImageShares of the shard (none when no cache is counted).
     fn shares(&self) -> Vec<Arc<ImageShare>> {
         let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.store.as_ref().map(Store::state).unwrap_or_default()
+        match &slot.counted {
+            Some((store, handles)) => store.state_filter(|s| handles(s)),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -69,7 +87,7 @@ impl Drop for Counting {
         let mut slot = self.cache.0.lock().unwrap_or_else(PoisonError::into_inner);
         // A later cache, handed in before this guard went, stays.
         if slot.term == self.term {
-            slot.store = None;
+            slot.counted = None;
         }
     }
 }
@@ -220,10 +238,13 @@ mod tests {
             cache.shares().is_empty(),
             "nothing counted before a controller runs"
         );
-        let first = cache.count(store.clone());
+        let first = cache.count(store.clone(), Box::new(|_| true));
         assert_eq!(cache.shares().len(), 1);
+        let other_shard = cache.count(store.clone(), Box::new(|_| false));
+        assert!(cache.shares().is_empty(), "another installation's objects");
+        drop(other_shard);
         // A new term's cache handed in before the old guard went: the old guard leaves it.
-        let second = cache.count(store);
+        let second = cache.count(store, Box::new(|_| true));
         drop(first);
         assert_eq!(cache.shares().len(), 1);
         drop(second);
