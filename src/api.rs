@@ -528,6 +528,17 @@ impl MemberPhase {
             MemberPhase::Contested => "Contested",
         }
     }
+
+    /// Every state, for metrics initialisation and tests.
+    pub const ALL: [MemberPhase; 7] = [
+        MemberPhase::InSync,
+        MemberPhase::AwaitingConsumer,
+        MemberPhase::Conflict,
+        MemberPhase::Progressing,
+        MemberPhase::Failed,
+        MemberPhase::Suspended,
+        MemberPhase::Contested,
+    ];
 }
 
 /// The bounded set of Ready reasons; also used as Event reasons and metric labels.
@@ -737,6 +748,38 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![&Reason::InSync]
         );
+    }
+
+    #[test]
+    fn every_member_state_is_listed_once_as_status_spells_it() {
+        // Every variant as the schema (and so status) spells it: `enum` lists or `const`s.
+        fn spellings(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, child) in map {
+                        match (key.as_str(), child) {
+                            ("const", serde_json::Value::String(s)) => {
+                                out.insert(s.clone());
+                            }
+                            ("enum", serde_json::Value::Array(items)) => out
+                                .extend(items.iter().filter_map(|v| v.as_str().map(String::from))),
+                            _ => spellings(child, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| spellings(i, out)),
+                _ => {}
+            }
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(MemberPhase)).unwrap();
+        let mut spelled = std::collections::BTreeSet::new();
+        spellings(&schema, &mut spelled);
+        let listed: std::collections::BTreeSet<String> = MemberPhase::ALL
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
+        assert_eq!(listed.len(), MemberPhase::ALL.len());
+        assert_eq!(listed, spelled, "{schema}");
     }
 
     #[test]

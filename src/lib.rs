@@ -19,3 +19,8 @@ pub mod leader;
 pub mod metrics;
 pub mod openstack;
 pub mod telemetry;
+
+/// Version of this build (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git commit this build was made from (build.rs; "unknown" outside a git checkout).
+pub const COMMIT: &str = env!("IMAGESHARE_GIT_COMMIT");

@@ -15,11 +15,8 @@ use imageshare::http::{self, Readiness};
 use imageshare::leader::{Fence, LeaderOptions, Leadership};
 use imageshare::metrics::Metrics;
 use imageshare::telemetry::{self, LogFormat};
+use imageshare::{COMMIT, VERSION};
 
-/// Version of this build: the crate version and the git commit it was built from.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Git commit this binary was built from (build.rs; "unknown" outside a git checkout).
-const COMMIT: &str = env!("IMAGESHARE_GIT_COMMIT");
 /// `--version` text: the version and the commit.
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -413,6 +410,8 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             },
             None => None,
         };
+        // Holding the Lease, or running without leader election.
+        metrics.set_leader(true);
         // This term's fence: every Glance and status write asks it first.
         let options = Options {
             fence: leadership
@@ -438,10 +437,12 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             () = lost => true,
         };
         if lost_it {
+            metrics.set_leader(false);
             tracing::warn!("lost the leader lease; stopped reconciling, waiting for it again");
             continue;
         }
         // SIGTERM: the controller finished its in-flight passes; hand the Lease over now.
+        metrics.set_leader(false);
         if let Some(leadership) = leadership {
             leadership.release().await;
         }

@@ -1,12 +1,23 @@
-//! Prometheus metrics with bounded labels (Ready reasons; OpenStack service, operation and
-//! status). No I/O; served by `http`.
+//! Prometheus metrics with bounded labels (Ready reasons, member states, failed operations;
+//! OpenStack service, operation and status). No I/O; served by `http`.
+//!
+//! State gauges (ImageShares by Ready reason, member rows by state, leader, build) are in
+//! blocks of their own below; [`objects`] computes the first two at each scrape. Their
+//! labels are bounded too: Ready reasons, member states, and the build's version and commit
+//! (one series).
+
+pub mod objects;
+#[cfg(test)]
+mod reference_tests;
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::api::Reason;
@@ -29,6 +40,12 @@ pub struct ErrorLabel {
 /// The operator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
+    // State gauges.
+    /// The cache `imageshare_imageshares` and `imageshare_members` count.
+    cache: objects::Cache,
+    /// `imageshare_leader`: 1 while this replica holds the Lease (or runs without election).
+    leader: Gauge,
+    // Counters and histograms.
     passes: Family<ReasonLabel, Counter>,
     errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
@@ -40,6 +57,23 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("imageshare");
+        // State gauges.
+        let cache = objects::Cache::default();
+        registry.register_collector(Box::new(objects::ObjectGauges {
+            cache: cache.clone(),
+        }));
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election)",
+            leader.clone(),
+        );
+        registry.register(
+            "build",
+            "The operator's version and the git commit it was built from",
+            Info::new([("version", crate::VERSION), ("commit", crate::COMMIT)]),
+        );
+        // Counters and histograms.
         let passes = Family::<ReasonLabel, Counter>::default();
         for reason in Reason::ALL {
             let _ = passes.get_or_create(&ReasonLabel {
@@ -74,6 +108,8 @@ impl Default for Metrics {
         openstack.register(&mut registry);
         Metrics {
             registry,
+            cache,
+            leader,
             passes,
             errors,
             duration,
@@ -84,6 +120,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    // State gauges.
+
+    /// Counts the ImageShares of `store` (the controller's cache) that this installation
+    /// `handles` (its shard) in `imageshare_imageshares` and `imageshare_members` at each
+    /// scrape, until the returned guard is dropped.
+    pub fn count_cache(
+        &self,
+        store: kube::runtime::reflector::Store<crate::api::ImageShare>,
+        handles: objects::Handles,
+    ) -> objects::Counting {
+        self.cache.count(store, handles)
+    }
+
+    /// Sets `imageshare_leader`: whether this replica may reconcile now.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    // Counters and histograms.
+
     /// Counts one pass ending with `reason`.
     pub fn count_pass(&self, reason: Reason) {
         self.passes
@@ -128,6 +184,76 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // State gauges.
+
+    #[test]
+    fn state_gauges_are_exported_from_the_start() {
+        let metrics = Metrics::default();
+        let text = metrics.encode();
+        for line in [
+            r#"imageshare_imageshares{reason="InSync"} 0"#,
+            r#"imageshare_imageshares{reason="TransientError"} 0"#,
+            r#"imageshare_imageshares{reason="Unknown"} 0"#,
+            r#"imageshare_members{state="InSync"} 0"#,
+            r#"imageshare_members{state="Contested"} 0"#,
+            "imageshare_leader 0",
+            &format!(
+                r#"imageshare_build_info{{version="{}",commit="{}"}} 1"#,
+                crate::VERSION,
+                crate::COMMIT
+            ),
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        metrics.set_leader(true);
+        assert!(metrics.encode().contains("imageshare_leader 1"));
+    }
+
+    #[test]
+    fn the_cache_is_counted_at_each_scrape_while_the_controller_runs() {
+        use crate::api::{ImageShare, ImageShareStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let metrics = Metrics::default();
+        let (store, mut writer) = kube::runtime::reflector::store();
+        let counting = metrics.count_cache(store, Box::new(|_| true));
+        let mut share = ImageShare::new("a", crate::controller::fixtures::spec());
+        share.metadata.namespace = Some("ns".into());
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(share.clone()));
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"imageshare_imageshares{reason="Unknown"} 1"#)
+        );
+        share.status = Some(ImageShareStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "InSync".into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            }],
+            member_counts: [("InSync".to_string(), 300)].into(),
+            ..Default::default()
+        });
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(share));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"imageshare_imageshares{reason="InSync"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"imageshare_imageshares{reason="Unknown"} 0"#));
+        assert!(text.contains(r#"imageshare_members{state="InSync"} 300"#));
+        drop(counting);
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"imageshare_imageshares{reason="InSync"} 0"#)
+        );
+    }
+
+    // Counters and histograms.
 
     #[test]
     fn every_reason_is_exported_from_the_start() {

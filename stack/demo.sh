@@ -29,6 +29,20 @@ if ! kubectl wait -n demo --for=condition=Ready imageshare --all --timeout=120s 
   die "not every example became Ready within 120s; see $LOG_DIR/operator.log and 'kubectl describe imageshare -n demo'"
 fi
 
+# The state gauges count what the API server shows: the operator computes them at each
+# scrape from its watch cache, which may see the last status a moment after kubectl did.
+want_objects="$(kubectl get imageshares -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].reason}{"\n"}{end}' | grep -cx InSync || true)"
+want_members="$(kubectl get imageshares -A -o jsonpath='{range .items[*]}{.status.memberCounts.InSync}{"\n"}{end}' | awk '{n += $1} END {print n + 0}')"
+want=("imageshare_imageshares{reason=\"InSync\"} $want_objects" "imageshare_members{state=\"InSync\"} $want_members" "imageshare_leader 1")
+metrics_agree() {
+  local text line
+  text="$(curl -sf "http://127.0.0.1:$OPERATOR_PORT/metrics")" || return 1
+  for line in "${want[@]}"; do grep -qxF "$line" <<<"$text" || return 1; done
+}
+for ((i = 0; i < 50; i++)); do metrics_agree && break; sleep 0.2; done
+metrics_agree || die "the operator's metrics do not show ${want[*]}: $(curl -sf "http://127.0.0.1:$OPERATOR_PORT/metrics" | grep -E '^imageshare_(imageshares|members|leader)' | tr '\n' ' ')"
+log "metrics agree: ${want[*]}"
+
 echo
 kubectl get imageshares -A
 cat <<EOF

@@ -110,6 +110,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
     // Every change of either cache wakes the guard keeper (deletions included).
     let wake = Arc::new(Notify::new());
     let (store, writer) = reflector::store();
+    // The state gauges count this cache (this shard's objects) while the controller runs.
+    let counted = options.shard.clone();
+    let _counting = metrics.count_cache(store.clone(), Box::new(move |s| counted.handles(s)));
     let share_wake = wake.clone();
     let changes = watcher(shares, watcher::Config::default().any_semantic())
         .default_backoff()

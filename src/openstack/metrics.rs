@@ -161,7 +161,7 @@ impl RequestMetrics {
 
     /// Records one request of `operation` that took `elapsed` and was answered with
     /// `status` (None: no answer).
-    pub(super) fn record(
+    pub(crate) fn record(
         &self,
         operation: Operation,
         status: Option<StatusCode>,
