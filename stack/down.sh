@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops every process of the local stack (operator, the node's kubelet, kube-scheduler,
-# containerd and containers, Glance, Keystone, PostgreSQL, kube-controller-manager,
+# containerd and containers, both Glances, Keystone, PostgreSQL, kube-controller-manager,
 # kube-apiserver, etcd).
 # Safe to run when nothing runs, and after a crash (stale pid files).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -39,7 +39,8 @@ ETCD_PEER_PORT="${ETCD_PEER_PORT:-23800}"
 KUBE_PORT="${KUBE_PORT:-26443}"
 KCM_PORT="${KCM_PORT:-20257}"   # kube-controller-manager's own HTTPS port (health checks)
 KEYSTONE_PORT="${KEYSTONE_PORT:-25000}"
-GLANCE_PORT="${GLANCE_PORT:-29292}"
+GLANCE_PORT="${GLANCE_PORT:-29292}"     # Glance of region RegionOne
+GLANCE2_PORT="${GLANCE2_PORT:-29293}"   # a second, independent Glance: region RegionTwo
 OPERATOR_PORT="${OPERATOR_PORT:-28080}"
 # The node (NODE=1, stack/node.sh): kubelet, kube-scheduler, and the pod network whose gateway
 # is the node's address.
@@ -49,6 +50,14 @@ KUBELET_HEALTHZ_PORT="${KUBELET_HEALTHZ_PORT:-20248}"
 SCHEDULER_PORT="${SCHEDULER_PORT:-20259}"
 POD_CIDR="${POD_CIDR:-10.213.0.0/24}"
 NODE_IP="${POD_CIDR%.*}.1"
+
+# The two regions of the test bed's Keystone catalog: RegionOne's image endpoints are Glance
+# on GLANCE_PORT, RegionTwo's the second Glance on GLANCE2_PORT (own database, own images).
+REGION_ONE=RegionOne
+REGION_TWO=RegionTwo
+# Glance's image_member_quota (members per image; Glance's default is 128), on both Glances:
+# high enough to share one image with 2,000 projects.
+GLANCE_MEMBER_QUOTA="${GLANCE_MEMBER_QUOTA:-3000}"
 
 # Demo/test identities. Local-only throwaway passwords for a loopback test bed.
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-stack-admin-secret}"

@@ -25,11 +25,11 @@ ctr() { "$NODE_BIN_DIR/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 nat_rules() {
   local rule
   local -a rules=(
-    "-i $NODE_BRIDGE -d $NODE_IP -p tcp -m multiport --dports $KUBE_PORT,$KEYSTONE_PORT,$GLANCE_PORT -j DNAT --to-destination 127.0.0.1"
+    "-i $NODE_BRIDGE -d $NODE_IP -p tcp -m multiport --dports $KUBE_PORT,$KEYSTONE_PORT,$GLANCE_PORT,$GLANCE2_PORT -j DNAT --to-destination 127.0.0.1"
     "-i $NODE_BRIDGE -d $KUBERNETES_SERVICE_IP -p tcp --dport 443 -j DNAT --to-destination 127.0.0.1:$KUBE_PORT"
   )
   # The same for connections from the host itself (a CLI reading the pods' Secrets).
-  rules+=("-d $NODE_IP -p tcp -m multiport --dports $KUBE_PORT,$KEYSTONE_PORT,$GLANCE_PORT -j DNAT --to-destination 127.0.0.1")
+  rules+=("-d $NODE_IP -p tcp -m multiport --dports $KUBE_PORT,$KEYSTONE_PORT,$GLANCE_PORT,$GLANCE2_PORT -j DNAT --to-destination 127.0.0.1")
   local chains=(PREROUTING PREROUTING OUTPUT) i
   for i in "${!rules[@]}"; do
     rule="${rules[$i]}"

@@ -1,13 +1,15 @@
 # shellcheck shell=bash
 # Keystone + Glance half of the local stack, on 127.0.0.1 with state under $STATE_DIR/openstack:
-# one PostgreSQL server (databases keystone and glance, unix socket only) and both services
-# served by gunicorn with several worker processes.
+# one PostgreSQL server (databases keystone, glance and glance2, unix socket only), Keystone,
+# and two independent Glances, one per region of Keystone's catalog (glance: $REGION_ONE on
+# $GLANCE_PORT; glance2: $REGION_TWO on $GLANCE2_PORT), each served by gunicorn with several
+# worker processes.
 # Sourced after lib.sh by stack/up.sh and stack/down.sh. Defines:
 #   openstack_db_start  create and start PostgreSQL from a wiped state dir (does not wait)
 #   openstack_start     (PostgreSQL first if not started,) configure, bootstrap and start
-#                       Keystone and Glance, create the test identities, write $CLOUDS_PATH
-#                       and $STATE_DIR/projects.env
-#   openstack_stop      stop both services and PostgreSQL (safe when nothing runs)
+#                       Keystone and both Glances, create the test identities, write
+#                       $CLOUDS_PATH, $STATE_DIR/projects.env and $STATE_DIR/stack.env
+#   openstack_stop      stop the services and PostgreSQL (safe when nothing runs)
 #   keystone_list_limit set or clear Keystone's [resource] list_limit and reload Keystone
 
 OS_STATE_DIR="$STATE_DIR/openstack"
@@ -77,7 +79,8 @@ EOF
   start_bg postgres "${as[@]}" "$PG_BIN/postgres" -D "$PG_DATA"
 }
 
-# _pg_ready -> waits for PostgreSQL and creates the databases of Keystone and Glance.
+# _pg_ready -> waits for PostgreSQL and creates the databases of Keystone and Glance (the
+# second Glance's is made from the first's once migrated: _glance_db_sync).
 _pg_ready() {
   _pg_bin
   wait_for postgres "$OPENSTACK_TIMEOUT" "$PG_BIN/pg_isready" -q -h "$PG_DATA" -U postgres
@@ -115,20 +118,24 @@ key_repository = $d/credential-keys
 EOF
 }
 
+# _os_write_glance_conf NAME PORT -> config of the Glance NAME (glance or glance2): its own
+# folder $OS_STATE_DIR/NAME (images, staging, tasks, cache, locks) and its own database NAME.
 _os_write_glance_conf() {
-  local d="$OS_STATE_DIR/glance"
+  local name="$1" port="$2"
+  local d="$OS_STATE_DIR/$name"
   mkdir -p "$d/images" "$d/staging" "$d/tasks" "$d/cache" "$d/locks"
   cp "$VENV_DIR/etc/glance/glance-api-paste.ini" "$d/glance-api-paste.ini"
   cat >"$d/glance-api.conf" <<EOF
 [DEFAULT]
 use_stderr = true
 bind_host = 127.0.0.1
-bind_port = $GLANCE_PORT
+bind_port = $port
 enabled_backends = fs:file
 image_cache_dir = $d/cache
-worker_self_reference_url = http://127.0.0.1:$GLANCE_PORT
+worker_self_reference_url = http://127.0.0.1:$port
+image_member_quota = $GLANCE_MEMBER_QUOTA
 [database]
-$(_os_db glance)
+$(_os_db "$name")
 [glance_store]
 default_backend = fs
 [fs]
@@ -153,15 +160,18 @@ project_domain_name = Default
 EOF
 }
 
-# Creates service/test projects, users, role assignments and the image endpoints through the
-# Keystone REST API; prints NAME_PROJECT_ID=... lines. With a node (NODE=1) the catalog's
-# internal image endpoint is at the node's address, where pods reach Glance (stack/node.sh);
-# clouds with `interface: internal` use it, as in-cluster clients of many clouds do.
+# Creates service/test projects, users, role assignments, region $REGION_TWO and the image
+# endpoints through the Keystone REST API; prints NAME_PROJECT_ID=... lines. One `image`
+# service with public, internal and admin endpoints in each region: Glance in $REGION_ONE,
+# the second Glance in $REGION_TWO, $REGION_ONE's created first. With a node (NODE=1) the
+# catalog's internal image endpoints are at the node's address, where pods reach Glance
+# (stack/node.sh); clouds with `interface: internal` use them, as in-cluster clients of many
+# clouds do.
 _os_bootstrap_identities() {
-  local internal="http://127.0.0.1:$GLANCE_PORT"
-  [[ "$NODE" == 1 ]] && internal="http://$NODE_IP:$GLANCE_PORT"
-  KS_URL="http://127.0.0.1:$KEYSTONE_PORT/v3" GLANCE_URL="http://127.0.0.1:$GLANCE_PORT" \
-    GLANCE_INTERNAL_URL="$internal" \
+  local host=127.0.0.1
+  [[ "$NODE" == 1 ]] && host="$NODE_IP"
+  KS_URL="http://127.0.0.1:$KEYSTONE_PORT/v3" \
+    GLANCE_ENDPOINTS="$REGION_ONE http://127.0.0.1:$GLANCE_PORT http://$host:$GLANCE_PORT $REGION_TWO http://127.0.0.1:$GLANCE2_PORT http://$host:$GLANCE2_PORT" \
     ADMIN_PASSWORD="$ADMIN_PASSWORD" USER_PASSWORD="$USER_PASSWORD" \
     CONSUMERS="${OS_CONSUMERS[*]}" "$VENV_DIR/bin/python" - <<'EOF'
 import json, os, sys, urllib.error, urllib.request
@@ -203,10 +213,14 @@ def project_with_user(project, user, role):
 
 project_with_user("service", "glance", "admin")
 sid = api("POST", "/services", {"service": {"type": "image", "name": "glance"}})["service"]["id"]
-for iface in ("public", "internal", "admin"):
-    api("POST", "/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
-        "url": env["GLANCE_INTERNAL_URL" if iface == "internal" else "GLANCE_URL"],
-        "region_id": "RegionOne"}})
+known = {r["id"] for r in api("GET", "/regions")["regions"]}
+words = env["GLANCE_ENDPOINTS"].split()
+for region, url, internal in zip(words[0::3], words[1::3], words[2::3]):
+    if region not in known:
+        api("POST", "/regions", {"region": {"id": region}})
+    for iface in ("public", "internal", "admin"):
+        api("POST", "/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
+            "url": internal if iface == "internal" else url, "region_id": region}})
 
 for name in ["producer"] + env["CONSUMERS"].split():
     pid = project_with_user(name, name, "member")
@@ -247,10 +261,36 @@ _os_cloud() {
       project_name: $2
       user_domain_name: Default
       project_domain_name: Default
-    region_name: RegionOne
+    region_name: $REGION_ONE
     interface: public
     identity_api_version: 3
 EOF
+}
+
+# _os_write_stack_env -> $STATE_DIR/stack.env: the addresses and regions of the test bed, as
+# KEY=VALUE lines (shell syntax, like projects.env), for tests and scripts that run later.
+_os_write_stack_env() {
+  cat >"$STATE_DIR/stack.env" <<EOF
+# Addresses and regions of the local test bed (written by stack/openstack.sh).
+KEYSTONE_URL=http://127.0.0.1:$KEYSTONE_PORT/v3
+REGION_ONE=$REGION_ONE
+REGION_TWO=$REGION_TWO
+GLANCE_PORT=$GLANCE_PORT
+GLANCE2_PORT=$GLANCE2_PORT
+GLANCE_URL=http://127.0.0.1:$GLANCE_PORT
+GLANCE2_URL=http://127.0.0.1:$GLANCE2_PORT
+GLANCE_MEMBER_QUOTA=$GLANCE_MEMBER_QUOTA
+EOF
+}
+
+# _glance_db_sync -> migrates database glance (glance-manage db_sync), then creates glance2 as
+# a copy of it: the same freshly migrated, empty schema without a second run of the
+# migrations (seconds of CPU). From then on the two databases are independent.
+_glance_db_sync() {
+  _os_run "glance-manage db_sync" env OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance" \
+    "$VENV_DIR/bin/glance-manage" --config-dir "$OS_STATE_DIR/glance" db_sync
+  _os_run "create database glance2" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DATA" \
+    -U postgres -c "CREATE DATABASE glance2 TEMPLATE glance"
 }
 
 openstack_start() {
@@ -258,16 +298,17 @@ openstack_start() {
   [[ -x "$VENV_DIR/bin/keystone-manage" ]] || die "no OpenStack virtualenv at $VENV_DIR; run stack/install-openstack.sh"
   port_free "$KEYSTONE_PORT" keystone
   port_free "$GLANCE_PORT" glance
+  port_free "$GLANCE2_PORT" glance2
   mkdir -p "$OS_STATE_DIR" "$LOG_DIR" "$PID_DIR"
   _os_write_keystone_conf
-  _os_write_glance_conf
+  _os_write_glance_conf glance "$GLANCE_PORT"
+  _os_write_glance_conf glance2 "$GLANCE2_PORT"
 
   [[ -f "$PID_DIR/postgres.pid" ]] || openstack_db_start
   _pg_ready
 
   # Glance's schema does not depend on Keystone: migrate it while Keystone is set up.
-  _os_run "glance-manage db_sync" env OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance" \
-    "$VENV_DIR/bin/glance-manage" --config-dir "$OS_STATE_DIR/glance" db_sync &
+  _glance_db_sync &
   glance_sync=$!
 
   log "keystone: configuring (db_sync, key repositories, bootstrap)"
@@ -289,13 +330,15 @@ openstack_start() {
     --bootstrap-admin-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
     --bootstrap-public-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
     --bootstrap-internal-url "http://127.0.0.1:$KEYSTONE_PORT/v3" \
-    --bootstrap-region-id RegionOne
+    --bootstrap-region-id "$REGION_ONE"
   wait_for keystone "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$KEYSTONE_PORT/v3"
 
-  # Glance only needs Keystone when it serves a request: start it now, create identities meanwhile.
+  # Glance only needs Keystone when it serves a request: start both now, create identities
+  # meanwhile.
   wait "$glance_sync" || { openstack_stop >/dev/null 2>&1; exit 1; }
-  log "glance: starting on 127.0.0.1:$GLANCE_PORT"
+  log "glance: starting on 127.0.0.1:$GLANCE_PORT ($REGION_ONE) and 127.0.0.1:$GLANCE2_PORT ($REGION_TWO)"
   _os_launch glance glance.wsgi.api:application "$GLANCE_PORT" OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance"
+  _os_launch glance2 glance.wsgi.api:application "$GLANCE2_PORT" OS_GLANCE_CONFIG_DIR="$OS_STATE_DIR/glance2"
 
   log "keystone: creating projects, users and the image endpoints"
   if ! ids="$(_os_bootstrap_identities 2>>"$LOG_DIR/openstack-setup.log")"; then
@@ -305,19 +348,23 @@ openstack_start() {
   printf '# Keystone project IDs of the local test bed (written by stack/openstack.sh).\n%s\n' "$ids" \
     >"$STATE_DIR/projects.env"
   _os_write_clouds
+  _os_write_stack_env
 
   wait_for glance "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$GLANCE_PORT/healthcheck"
-  log "openstack: keystone http://127.0.0.1:$KEYSTONE_PORT/v3, glance http://127.0.0.1:$GLANCE_PORT; clouds: $CLOUDS_PATH"
+  wait_for glance2 "$OPENSTACK_TIMEOUT" curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$GLANCE2_PORT/healthcheck"
+  log "openstack: keystone http://127.0.0.1:$KEYSTONE_PORT/v3, glance http://127.0.0.1:$GLANCE_PORT ($REGION_ONE) and http://127.0.0.1:$GLANCE2_PORT ($REGION_TWO); clouds: $CLOUDS_PATH"
 }
 
 # gunicorn and PostgreSQL both take INT as "stop now" (TERM would wait for open requests or
-# for clients to disconnect). The two services stop side by side, then their database.
+# for clients to disconnect). The three services stop side by side, then their database.
 openstack_stop() {
-  local glance
+  local glance glance2
   stop_pidfile glance INT &
   glance=$!
+  stop_pidfile glance2 INT &
+  glance2=$!
   stop_pidfile keystone INT
-  wait "$glance"
+  wait "$glance" "$glance2"
   stop_pidfile postgres INT
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the running Keystone + Glance (stack/openstack.sh): image membership works with
 # the real rules. Producer shares an image with consumer-a (pending), consumer-a accepts, the
-# producer may not set the consumer's status. Prints PASS/FAIL lines; exits non-zero on failure.
+# producer may not set the consumer's status. Both regions answer: the catalog has RegionTwo's
+# image endpoints, and an image created through RegionTwo's Glance is not in RegionOne's.
+# Prints PASS/FAIL lines; exits non-zero on failure.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=/dev/null
 source "$STATE_DIR/projects.env"
@@ -11,6 +13,8 @@ GL="http://127.0.0.1:$GLANCE_PORT/v2"
 PY="$VENV_DIR/bin/python"
 failures=0
 IMAGE_ID=""
+IMAGE2_ID=""
+GL2=""
 BODY="$(mktemp)"
 
 pass() { echo "PASS $*"; }
@@ -23,12 +27,15 @@ token() {
       "$1" "$USER_PASSWORD" "$1")" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p' || true
 }
 
-# gl TOKEN METHOD PATH [JSON] -> prints the HTTP status; body in $BODY.
-gl() {
-  local args=(-s -o "$BODY" -w '%{http_code}' -X "$2" -H "X-Auth-Token: $1" "$GL$3")
-  [[ $# -ge 4 ]] && args+=(-H 'Content-Type: application/json' -d "$4")
+# gl_at BASE TOKEN METHOD PATH [JSON] -> prints the HTTP status; body in $BODY.
+gl_at() {
+  local args=(-s -o "$BODY" -w '%{http_code}' -X "$3" -H "X-Auth-Token: $2" "$1$4")
+  [[ $# -ge 5 ]] && args+=(-H 'Content-Type: application/json' -d "$5")
   curl "${args[@]}" || true # a connection failure prints 000
 }
+
+# gl TOKEN METHOD PATH [JSON] -> gl_at on RegionOne's Glance.
+gl() { gl_at "$GL" "$@"; }
 
 field() { # field NAME -> top-level JSON field of the last response body, or empty
   "$PY" -c 'import json,sys
@@ -45,6 +52,11 @@ cleanup() {
     [[ "$(gl "$PRODUCER" DELETE "/images/$IMAGE_ID")" == 204 ]] && pass "producer deletes the image" ||
       fail "producer deletes the image"
     IMAGE_ID=""
+  fi
+  if [[ -n "$IMAGE2_ID" ]]; then
+    [[ "$(gl_at "$GL2" "$PRODUCER" DELETE "/images/$IMAGE2_ID")" == 204 ]] &&
+      pass "producer deletes the $REGION_TWO image" || fail "producer deletes the $REGION_TWO image"
+    IMAGE2_ID=""
   fi
 }
 trap 'cleanup; rm -f "$BODY"' EXIT
@@ -92,6 +104,41 @@ gl "$CONSUMER_A" GET "/images/$IMAGE_ID/members/$CONSUMER_A_PROJECT_ID" >/dev/nu
 check "member is still accepted" accepted "$(field status)"
 
 check "consumer-b (not a member) cannot see the image" 404 "$(gl "$CONSUMER_B" GET "/images/$IMAGE_ID")"
+
+# Regions. The producer's catalog: one line "REGION INTERFACE URL" per image endpoint, in
+# the catalog's order.
+curl -s -o "$BODY" -H "X-Auth-Token: $PRODUCER" "$KS/auth/catalog" || true
+endpoints="$("$PY" -c 'import json,sys
+try:
+    for s in json.load(open(sys.argv[1]))["catalog"]:
+        if s["type"] == "image":
+            for e in s["endpoints"]:
+                print(e["region_id"], e["interface"], e["url"].rstrip("/"))
+except Exception: pass' "$BODY")"
+check "catalog: $REGION_TWO's public image endpoint is the second Glance" \
+  "http://127.0.0.1:$GLANCE2_PORT" "$(awk -v r="$REGION_TWO" '$1 == r && $2 == "public" {print $3}' <<<"$endpoints")"
+check "catalog: $REGION_TWO has public, internal and admin image endpoints" "admin internal public" \
+  "$(awk -v r="$REGION_TWO" '$1 == r {print $2}' <<<"$endpoints" | sort | xargs)"
+# Clients that ignore the region take the first public image endpoint: keep it RegionOne's.
+check "catalog: the first public image endpoint is $REGION_ONE's" \
+  "$REGION_ONE http://127.0.0.1:$GLANCE_PORT" "$(awk '$2 == "public" {print $1, $3; exit}' <<<"$endpoints")"
+GL2="$(awk -v r="$REGION_TWO" '$1 == r && $2 == "public" {print $3; exit}' <<<"$endpoints")/v2"
+
+code="$(gl_at "$GL2" "$PRODUCER" POST /images \
+  '{"name":"smoke-image-region-two","visibility":"shared","disk_format":"raw","container_format":"bare"}')"
+check "producer creates an image through $REGION_TWO's Glance" 201 "$code"
+if [[ "$code" == 201 ]]; then
+  IMAGE2_ID="$(field id)"
+  check "$REGION_TWO's Glance shows its image" 200 "$(gl_at "$GL2" "$PRODUCER" GET "/images/$IMAGE2_ID")"
+  check "$REGION_ONE's Glance does not have $REGION_TWO's image" 404 "$(gl "$PRODUCER" GET "/images/$IMAGE2_ID")"
+  gl "$PRODUCER" GET "/images?limit=1000" >/dev/null
+  if grep -qF "$IMAGE2_ID" "$BODY"; then
+    fail "$REGION_ONE's image list does not show $REGION_TWO's image"
+  else
+    pass "$REGION_ONE's image list does not show $REGION_TWO's image"
+  fi
+  check "$REGION_TWO's Glance does not have $REGION_ONE's image" 404 "$(gl_at "$GL2" "$PRODUCER" GET "/images/$IMAGE_ID")"
+fi
 
 cleanup
 if ((failures > 0)); then

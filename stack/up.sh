@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds (first time) and starts the whole local stack on 127.0.0.1: etcd, kube-apiserver,
-# kube-controller-manager, PostgreSQL, Keystone and Glance; with NODE=1 also a node
-# (containerd, kubelet, kube-scheduler; stack/node.sh). Writes .stack/kubeconfig,
-# .stack/clouds.yaml and .stack/projects.env.
+# kube-controller-manager, PostgreSQL, Keystone and two Glances (regions RegionOne and
+# RegionTwo); with NODE=1 also a node (containerd, kubelet, kube-scheduler; stack/node.sh).
+# Writes .stack/kubeconfig, .stack/clouds.yaml, .stack/projects.env and .stack/stack.env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$STACK_DIR/kube.sh"
 source "$STACK_DIR/openstack.sh"
@@ -30,5 +30,5 @@ if [[ "$NODE" == 1 ]]; then
   node_start
   log "node $NODE_NAME Ready at $NODE_IP (pods reach the stack's services there) ($((SECONDS - start))s)"
 fi
-log "keystone on http://127.0.0.1:$KEYSTONE_PORT/v3, glance on http://127.0.0.1:$GLANCE_PORT ($((SECONDS - start))s)"
+log "keystone on http://127.0.0.1:$KEYSTONE_PORT/v3, glance on http://127.0.0.1:$GLANCE_PORT ($REGION_ONE) and http://127.0.0.1:$GLANCE2_PORT ($REGION_TWO) ($((SECONDS - start))s)"
 log "export KUBECONFIG=$KUBECONFIG_PATH OS_CLIENT_CONFIG_FILE=$CLOUDS_PATH"
