@@ -59,22 +59,27 @@ pub async fn authenticate(identity: &str) -> (reqwest::Client, String, Value) {
 }
 
 impl Os {
-    /// Authenticates as `identity` (producer, consumer-a, ..., admin).
+    /// Authenticates as `identity` (producer, consumer-a, ..., admin), on the Glance of
+    /// region `RegionOne`.
     pub async fn login(identity: &str) -> Os {
+        Os::login_in(identity, "RegionOne").await
+    }
+
+    /// Authenticates as `identity`, on the Glance of `region` (the stack has `RegionOne`
+    /// and `RegionTwo`, one Keystone).
+    pub async fn login_in(identity: &str, region: &str) -> Os {
         let (http, token, catalog) = authenticate(identity).await;
+        let in_region = |e: &&Value| {
+            e["interface"] == "public" && (e["region_id"] == region || e["region"] == region)
+        };
         let glance = catalog["token"]["catalog"]
             .as_array()
             .expect("catalog")
             .iter()
             .find(|s| s["type"] == "image")
-            .and_then(|s| {
-                s["endpoints"]
-                    .as_array()?
-                    .iter()
-                    .find(|e| e["interface"] == "public")
-            })
+            .and_then(|s| s["endpoints"].as_array()?.iter().find(in_region))
             .and_then(|e| e["url"].as_str())
-            .expect("image endpoint")
+            .unwrap_or_else(|| panic!("no public image endpoint in {region}"))
             .trim_end_matches('/')
             .to_string();
         Os {
