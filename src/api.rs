@@ -70,8 +70,7 @@ pub struct ImageShareSpec {
     /// it never stops or revokes anything in the others. Unset: the region of the
     /// credentials (clouds.yaml `region_name`, else the catalog's first image endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 10))]
-    #[x_kube(validation = Rule::new("self.all(r, self.exists_one(o, o == r))").message("regions must be distinct"))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1, max = 10))]
     pub regions: Option<Vec<String>>,
 
     /// Credentials of the image owner's project, used to resolve the image and to add and

@@ -19,6 +19,7 @@ mod overlaps;
 mod plan;
 mod projects;
 mod rbac;
+mod regions;
 mod revocation;
 mod rotation;
 mod secrets;
