@@ -533,6 +533,31 @@ mod tests {
     }
 
     #[test]
+    fn a_regional_claim_counts_only_on_the_cloud_of_its_region() {
+        const TWO: &str = "https://keystone.example/v3 https://glance-two.example";
+        let mut regional = other(TRUSTED);
+        let status = regional.status.as_mut().map(|s| {
+            s.cloud = None;
+            s.region_clouds = [("RegionTwo".to_string(), TWO.to_string())].into();
+            s.images[0].region = Some("RegionTwo".into());
+        });
+        assert!(status.is_some());
+        let all = [Arc::new(regional)];
+        let on = |clouds: &[&str]| {
+            let clouds: BTreeSet<&str> = clouds.iter().copied().collect();
+            claims(&mine(), &clouds, &all, &never_expired)
+                .protector(&pair())
+                .is_some()
+        };
+        assert!(on(&[TWO]), "same Glance as RegionTwo's");
+        assert!(on(&[CLOUD, TWO]), "one of this object's regions");
+        assert!(
+            !on(&[CLOUD]),
+            "another Glance: the image ID means nothing there"
+        );
+    }
+
+    #[test]
     fn an_object_never_claims_against_itself() {
         let me = other(TRUSTED);
         let c = claims(

@@ -232,7 +232,7 @@ pub fn cleanup_plan(ledger: &Ledger, claims: &Claims) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::CredentialsRef;
+    use crate::api::{CredentialsRef, LedgerEntry};
     use crate::controller::fixtures::{self, SpecExt, image, spec};
     use crate::controller::model::{Failure, Visibility};
 
@@ -610,6 +610,49 @@ mod tests {
         // Once the protector is gone, the next pass removes it.
         let plan = with(&spec, &[observed], &before, &Claims::default());
         assert_eq!(plan.steps, vec![removal("img", "b")]);
+    }
+
+    #[test]
+    fn a_region_that_could_not_be_observed_keeps_its_members_and_the_other_region_converges() {
+        let spec = spec().member("b", None);
+        let entries = [
+            LedgerEntry {
+                region: Some("RegionOne".into()),
+                images: vec!["one".into()],
+                projects: vec!["a".into()],
+            },
+            LedgerEntry {
+                region: Some("RegionTwo".into()),
+                images: vec!["two".into()],
+                projects: vec!["a".into()],
+            },
+        ];
+        let before = Ledger::from_entries(&entries);
+        let mut one = image("one", &[("a", MemberStatus::Pending)]);
+        one.region = Some("RegionOne".into());
+        let history = History {
+            unreachable: BTreeSet::from(["RegionTwo".to_string()]),
+            ..History::default()
+        };
+        let plan = plan(&spec, &[one], &before, &Claims::default(), &history);
+        assert_eq!(plan.steps, vec![add("one", "b"), removal("one", "a")]);
+        assert!(
+            plan.ledger.contains(&pair("two", "a")),
+            "kept for when it answers"
+        );
+        assert_eq!(plan.ledger.region_of(&"two".into()), Some("RegionTwo"));
+        // Written back with each image's region.
+        let written = plan.ledger.to_entries();
+        assert!(
+            written
+                .iter()
+                .any(|e| e.region.as_deref() == Some("RegionTwo")
+                    && e.images == ["two"]
+                    && e.projects.contains(&"a".to_string()))
+        );
+        // Reachable again: the removal is made there, in its region.
+        let plan = with(&spec, &[], &before, &Claims::default());
+        assert!(plan.steps.contains(&removal("two", "a")));
     }
 
     #[test]
