@@ -29,7 +29,7 @@ pub const GIVE_UP: Duration = Duration::from_secs(15 * 60);
 pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(share);
     let all = ctx.store.state();
-    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share).knowing(ctx.known_secrets());
     let spec = &share.spec;
     // Orphan keeps the members; so does a suspended object (it changes nothing); without a
     // producer there is nothing this object may remove.

@@ -7,6 +7,10 @@ use std::time::Duration;
 use kube::Client;
 use kube::runtime::reflector::Store;
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PartialObjectMeta;
+
+use super::credentials::{Known, SecretCache};
 use super::guard;
 use super::memory::Memory;
 use super::ports::KubeWriter;
@@ -34,8 +38,22 @@ pub struct Context {
     pub started: k8s_openapi::jiff::Timestamp,
     /// Secret versions the deletion guard wrote (their events trigger no pass).
     pub guard_writes: guard::OwnWrites,
+    /// The operator's cache of Secret metadata (a metadata-only watch).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The Secrets passes have read, reused while their resourceVersion stays.
+    pub secret_cache: SecretCache,
     /// Whether this replica may still write to Glance and to status (leader election).
     pub fence: crate::leader::Fence,
     /// The ImageShares this installation reconciles.
     pub shard: super::shard::Shard,
+}
+
+impl Context {
+    /// What passes know of Secrets without reading them.
+    pub fn known_secrets(&self) -> Known<'_> {
+        Known {
+            metadata: &self.secrets,
+            read: &self.secret_cache,
+        }
+    }
 }

@@ -1,14 +1,16 @@
 //! Credentials stage (I/O): reads the credential Secrets an ImageShare references into
-//! OpenStack sessions (each Secret once per pass), and puts the deletion guard
+//! OpenStack sessions (each Secret once per pass, and again only once the metadata watch
+//! shows a new resourceVersion: [`SecretCache`]), and puts the deletion guard
 //! ([`super::guard`]) on the producer Secret before the pass changes anything. Without a
 //! cluster (`imageshare plan -f`), a local clouds.yaml stands in for the Secrets
 //! ([`LocalClouds`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
+use kube::api::{ObjectMeta, PartialObjectMeta};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use super::guard;
@@ -69,9 +71,42 @@ enum Source {
     Local(LocalClouds),
 }
 
+/// The Secrets passes have read, by namespace and name. A pass reads a Secret again only
+/// when the operator's watch of Secret metadata shows another resourceVersion: in the
+/// steady state a pass makes no Kubernetes request for its credentials.
+#[derive(Default)]
+pub struct SecretCache(Mutex<HashMap<(String, String), Secret>>);
+
+impl SecretCache {
+    /// The Secret as read at `version`, if it was.
+    fn at(&self, namespace: &str, name: &str, version: &str) -> Option<Secret> {
+        let key = (namespace.to_string(), name.to_string());
+        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let secret = cache.get(&key)?;
+        (secret.resource_version().as_deref() == Some(version)).then(|| secret.clone())
+    }
+
+    fn keep(&self, namespace: &str, secret: &Secret) {
+        let key = (namespace.to_string(), secret.name_any());
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.insert(key, secret.clone());
+    }
+}
+
+/// What a pass knows of Secrets without reading them: the metadata watch, and the Secrets
+/// read before.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    /// The operator's cache of Secret metadata.
+    pub metadata: &'a Store<PartialObjectMeta<Secret>>,
+    /// The Secrets read before.
+    pub read: &'a SecretCache,
+}
+
 /// Sessions opened during one pass, so each Secret is read once per pass.
 pub struct Sessions<'a> {
     clouds: &'a Clouds,
+    known: Option<Known<'a>>,
     source: Source,
     namespace: String,
     opened: HashMap<CredentialsRef, Result<CloudConfig, Failure>>,
@@ -85,6 +120,7 @@ impl<'a> Sessions<'a> {
         let namespace = share.namespace().unwrap_or_default();
         Sessions {
             clouds,
+            known: None,
             source: Source::Cluster(Box::new(Api::namespaced(client.clone(), &namespace))),
             namespace,
             opened: HashMap::new(),
@@ -92,10 +128,17 @@ impl<'a> Sessions<'a> {
         }
     }
 
+    /// Reads a Secret only when `known` does not have its current version.
+    pub fn knowing(mut self, known: Known<'a>) -> Self {
+        self.known = Some(known);
+        self
+    }
+
     /// Sessions from a local clouds.yaml instead of Secrets (no cluster needed).
     pub fn local(clouds: &'a Clouds, local: LocalClouds) -> Self {
         Sessions {
             clouds,
+            known: None,
             source: Source::Local(local),
             namespace: String::new(),
             opened: HashMap::new(),
@@ -110,8 +153,21 @@ impl<'a> Sessions<'a> {
         };
         let name = &cref.secret_name;
         let ns = &self.namespace;
-        let secret = match secrets.get_opt(name).await {
-            Ok(Some(secret)) => secret,
+        let read_before = self.known.and_then(|known| {
+            let meta = known.metadata.get(&ObjectRef::new(name).within(ns))?;
+            known.read.at(ns, name, meta.resource_version().as_deref()?)
+        });
+        let read = match read_before {
+            Some(secret) => Ok(Some(secret)),
+            None => secrets.get_opt(name).await,
+        };
+        let secret = match read {
+            Ok(Some(secret)) => {
+                if let Some(known) = self.known {
+                    known.read.keep(ns, &secret);
+                }
+                secret
+            }
             Ok(None) => {
                 return Err(Failure::new(
                     Reason::CredentialsMissing,
@@ -212,6 +268,24 @@ impl Connect for Sessions<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_read_again_only_at_another_version() {
+        let cache = SecretCache::default();
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("producer-cloud".into());
+        secret.metadata.resource_version = Some("7".into());
+        cache.keep("team", &secret);
+        assert!(cache.at("team", "producer-cloud", "7").is_some());
+        assert!(
+            cache.at("team", "producer-cloud", "8").is_none(),
+            "changed since"
+        );
+        assert!(
+            cache.at("other", "producer-cloud", "7").is_none(),
+            "another namespace"
+        );
+    }
 
     fn local(map: &[(&str, &str)]) -> LocalClouds {
         let cloud = |user: &str| {

@@ -129,6 +129,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         filled(&ready_store).await;
         readiness.set_ready();
     });
+    let (secret_store, secret_writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         writer: KubeWriter {
@@ -145,13 +146,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>) {
         guard_writes: guard::OwnWrites::default(),
         fence: options.fence.clone(),
         shard: options.shard.clone(),
+        secrets: secret_store.clone(),
+        secret_cache: Default::default(),
     });
     // Secrets are watched as metadata only (an Api of PartialObjectMeta makes metadata-only
     // requests): a change triggers a pass of the objects that reference the Secret; its data
-    // is read (get) only by the pass itself. The operator's own guard finalizer is not a
+    // is read (get) only by a pass, once per resourceVersion (credentials::SecretCache). The
+    // operator's own guard finalizer is not a
     // change that needs a pass (with one Secret shared by N objects, it would otherwise make
     // all N pass again).
-    let (secret_store, secret_writer) = reflector::store();
     let keeper = guard::keep(
         client.clone(),
         ctx.store.clone(),
@@ -296,7 +299,7 @@ async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, 
 /// The pass of a live object with the operator's own clients: the deletion guard first
 /// (Kubernetes only), then [`pass::sync`].
 async fn live(share: &ImageShare, ctx: &Context) -> Result<Action, Error> {
-    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share);
+    let mut sessions = Sessions::new(&ctx.client, &ctx.clouds, share).knowing(ctx.known_secrets());
     guard(share, &mut sessions, &ctx.guard_writes).await;
     let others = ctx.store.state();
     let deps = pass::Deps {
