@@ -15,6 +15,7 @@ mod guard;
 mod images;
 mod leader;
 mod limits;
+mod metrics;
 mod overlaps;
 mod plan;
 mod projects;
