@@ -162,6 +162,11 @@ struct OperatorArgs {
     /// watches all ImageShares, for overlaps. Unset: all.
     #[arg(long, env = "IMAGESHARE_SHARD_SELECTOR", value_parser = parse_shard)]
     shard_selector: Option<Shard>,
+    /// Keystone's `[DEFAULT] max_db_limit` (default 1000): a project list that long may have
+    /// been cut without being marked truncated, so it is refused; set it when the cloud
+    /// raised it.
+    #[arg(long, env = "IMAGESHARE_KEYSTONE_MAX_DB_LIMIT")]
+    keystone_max_db_limit: Option<usize>,
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
@@ -398,6 +403,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         policy: imageshare::openstack::CloudPolicy {
             auth_urls: args.allowed_auth_url,
             endpoint_overrides: args.allowed_endpoint_override,
+            keystone_max_db_limit: args.keystone_max_db_limit,
         },
         fence: Fence::unfenced(),
     };

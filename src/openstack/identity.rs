@@ -112,6 +112,23 @@ fn refuse_partial(truncated: Option<bool>, links: Option<&Links>, what: &str) ->
     Ok(())
 }
 
+/// Refuses a list of `rows` rows that may have been cut at Keystone's `max_db_limit`
+/// (`cap`): Keystone then answers the first rows without saying the list is partial.
+fn refuse_cut(rows: usize, cap: usize, what: &str) -> Result<(), Error> {
+    if rows < cap {
+        return Ok(());
+    }
+    Err(Error::Terminal {
+        kind: TerminalKind::BadRequest,
+        message: format!(
+            "{what}: keystone answered {rows} projects, as many as its max_db_limit ({cap}), \
+             beyond which it cuts a list without marking it truncated; the full set is unknown \
+             and nothing was changed. Narrow the selection, or raise [DEFAULT] max_db_limit in \
+             keystone.conf and tell the operator (--keystone-max-db-limit)"
+        ),
+    })
+}
+
 /// The projects of a `GET /v3/projects` answer, refused when the list is partial or when
 /// a row shows that a filter was not applied (another domain, a disabled project, another
 /// name, a missing tag): the answer would then not be the set asked for.
@@ -190,7 +207,9 @@ impl Session {
         let list: ProjectList = self
             .identity(Operation::ListProjects, &["projects"], &query, &what)
             .await?;
-        checked_projects(list, domain_id, name, tags, &what)
+        let projects = checked_projects(list, domain_id, name, tags, &what)?;
+        refuse_cut(projects.len(), self.list_cap, &what)?;
+        Ok(projects)
     }
 
     /// The ID of the domain `name_or_id`: looked up by name (`GET /v3/domains?name=`, which
@@ -305,6 +324,16 @@ mod http_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_as_long_as_keystones_max_db_limit_may_be_cut_and_is_refused() {
+        assert!(refuse_cut(999, 1000, "list").is_ok());
+        let cut = refuse_cut(1000, 1000, "list projects tagged gpu");
+        let message = cut.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("max_db_limit (1000)"), "{message}");
+        assert!(message.contains("--keystone-max-db-limit"), "{message}");
+        assert!(refuse_cut(2000, 5000, "list").is_ok(), "a raised limit");
+    }
 
     fn projects(body: &str, name: Option<&str>, tags: &[&str]) -> Result<Vec<ProjectEntry>, Error> {
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();

@@ -14,9 +14,21 @@ pub struct CloudPolicy {
     /// `image_endpoint_override` prefixes a credential may use; empty refuses every override
     /// (the Glance endpoint then always comes from the allowed Keystone's catalog).
     pub endpoint_overrides: Vec<String>,
+    /// Keystone's `[DEFAULT] max_db_limit` (None: its default, [`KEYSTONE_MAX_DB_LIMIT`]).
+    /// Keystone cuts a project list at that many rows without marking it truncated, so a
+    /// list that long may be partial: it is refused like a truncated one.
+    pub keystone_max_db_limit: Option<usize>,
 }
 
+/// Keystone's default `[DEFAULT] max_db_limit`.
+pub const KEYSTONE_MAX_DB_LIMIT: usize = 1000;
+
 impl CloudPolicy {
+    /// The number of rows at which a Keystone list may have been cut silently.
+    pub fn list_cap(&self) -> usize {
+        self.keystone_max_db_limit.unwrap_or(KEYSTONE_MAX_DB_LIMIT)
+    }
+
     /// Why `config` may not be used, or `None` when it may. The message names the URL that
     /// was refused (clouds.yaml parsing already refused URLs that carry credentials) and the
     /// setting that would allow it.
@@ -100,6 +112,7 @@ mod tests {
         let policy = CloudPolicy {
             auth_urls: vec!["https://keystone.example.com".into()],
             endpoint_overrides: vec!["https://glance.example.com".into()],
+            ..CloudPolicy::default()
         };
         let ok = config(
             "https://KEYSTONE.example.com/v3",

@@ -51,6 +51,8 @@ pub struct Session {
     permits: Semaphore,
     auth_counter: Arc<AtomicU64>,
     metrics: RequestMetrics,
+    /// Rows at which a Keystone list may have been cut silently (`max_db_limit`).
+    pub(super) list_cap: usize,
 }
 
 impl fmt::Debug for Session {
@@ -73,6 +75,7 @@ impl Session {
             concurrency,
             Arc::new(AtomicU64::new(0)),
             RequestMetrics::default(),
+            super::policy::KEYSTONE_MAX_DB_LIMIT,
         )
     }
 
@@ -83,6 +86,7 @@ impl Session {
         concurrency: usize,
         counter: Arc<AtomicU64>,
         metrics: RequestMetrics,
+        list_cap: usize,
     ) -> Session {
         Session {
             client: build_client(&config),
@@ -91,6 +95,7 @@ impl Session {
             permits: Semaphore::new(concurrency.max(1)),
             auth_counter: counter,
             metrics,
+            list_cap,
         }
     }
 
@@ -295,6 +300,7 @@ impl Clouds {
                 self.per_cloud_limit,
                 self.auth_count.clone(),
                 self.metrics.clone(),
+                self.policy.list_cap(),
             )),
             last_used: now,
         });
