@@ -3,7 +3,9 @@
 # build), runs the pure plan/status benchmark and the convergence benchmark (the operator
 # next to the direct-call limit, calls counted, incremental latency, scale and start-up),
 # and rewrites BENCHMARKS.md. Stops everything afterwards. BENCH_ONLY=incremental|statuses|
-# matrix|scale|steady runs one part (the file then holds only that part).
+# matrix|cluster|scale|steady runs one part: then only the sections that run measured (that
+# part's and the plan benchmark's, which always runs) are replaced, each saying when it was
+# measured; the others, and the header, are kept from the existing BENCHMARKS.md.
 # BENCH_OUT=FILE BENCH_SECONDS=N only rewrites BENCHMARKS.md from the output of earlier runs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if [[ -n "${BENCH_OUT:-}" ]]; then
@@ -23,6 +25,7 @@ else
 fi
 
 table() { grep -o "$1: .*" "$out" | sed "s/^$1: //"; }
+generated="$(mktemp)"
 {
   cat <<EOF2
 # Benchmarks
@@ -65,6 +68,36 @@ Calls by kind (operator):
 $(table bench-calls)
 \`\`\`
 
+## A cluster-wide selection, next to the limit
+
+One ImageShare whose members come from \`spec.projectSelector\` (the projects of the Default
+domain carrying a Keystone tag, listed with a domain reader's credentials at every pass):
+one image shared with 2,000 projects; 20 images chosen by an image tag, shared with 500;
+and a family of 10 builds (\`keepNewest: 10\`) shared with 500 when an 11th is published,
+timed from the new build's creation (the ImageShare then annotated, as a resync would find
+it) to the new build shared with all 500 and the oldest with none. The limit, measured in
+the same run as in the first section (the same HTTP client, 8 requests at a time), is given
+the project and image IDs: it makes no Keystone or image-list call, only one member list
+per image it touches and one write per difference (for the rotation: 500 adds on the new
+build, 500 removals on the oldest). Glance calls are counted by the forwarding proxy both go
+through; Keystone calls are the operator's own \`imageshare_openstack_requests_total\`
+(service identity) over the measured time; peak RSS is the operator's VmHWM over that time
+(reset at its start; the process is restarted before the first scenario); the status size is
+the object's \`.status\` as JSON once converged. The 1-minute load average of the machine,
+which runs the whole stack, is taken before the limit and after the operator.
+
+![A cluster-wide selection, operator and limit](docs/bench/cluster.svg)
+
+| Scenario | Operator s | Limit s | Ratio | Glance calls, operator / limit (ratio) | Peak RSS MiB | Status bytes | Keystone calls | Load avg 1 min, before / after |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+$(table bench-cluster)
+
+Calls by kind (operator):
+
+\`\`\`
+$(table bench-cluster-calls)
+\`\`\`
+
 ## One more member (ms)
 
 | Change | To the Glance call p50 | p99 | To Ready p50 | p99 |
@@ -98,5 +131,32 @@ $(table bench-startup)
 $(awk '/images +members +steps/ {p = 1; print; next} p && /^ *[0-9]/ {print; next} p {exit}' "$out")
 \`\`\`
 EOF2
-} >"$REPO_DIR/BENCHMARKS.md"
+} >"$generated"
+
+# A partial run (BENCH_ONLY) keeps the header and every section it did not measure from the
+# existing file. A section was measured when it has a table row or a line in a code block;
+# it then says so under its heading.
+if [[ -n "${BENCH_ONLY:-}" && -f "$REPO_DIR/BENCHMARKS.md" ]]; then
+  note="Measured by \`BENCH_ONLY=$BENCH_ONLY make bench\` on $(date -u +%Y-%m-%d) in ${elapsed} s, a run of one part;"
+  note+=" the sections without such a line are from the full run described at the top."
+  awk -v note="$note" '
+    FNR == 1 { f++; sec = ""; code = 0; prev = "" }
+    /^## / { sec = $0; if (f == 2) order[++n] = sec }
+    /^```/ { code = !code }
+    f == 2 && ((code && !/^```/ && NF) || (/^\| / && prev ~ /^\|/ && !/^\| ---/)) { fresh[sec] = 1 }
+    { prev = $0 }
+    f == 1 { old[sec] = old[sec] $0 "\n"; next }
+    { new[sec] = new[sec] $0 "\n" }
+    END {
+      printf "%s", old[""]
+      for (i = 1; i <= n; i++) {
+        s = order[i]
+        if (!fresh[s]) printf "%s", (s in old) ? old[s] : new[s]
+        else printf "%s\n\n%s\n%s", s, note, substr(new[s], length(s) + 2)
+      }
+    }' "$REPO_DIR/BENCHMARKS.md" "$generated" >"$generated.merged"
+  mv "$generated.merged" "$generated"
+fi
+cat "$generated" >"$REPO_DIR/BENCHMARKS.md"
+rm -f "$generated"
 log "benchmarks finished in ${elapsed}s; BENCHMARKS.md rewritten"

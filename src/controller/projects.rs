@@ -16,8 +16,15 @@ use crate::api::{ImageShare, ImageShareSpec, MemberSpec, Reason, ResolvedProject
 use crate::openstack::{self, TerminalKind};
 use crate::openstack::{ProjectEntry, same_name};
 
-/// Most projects a selector may choose (the most members a spec may list).
-pub const MAX_SELECTED: usize = 1000;
+/// Most projects a selector may choose; a larger selection is refused (MemberQuotaExceeded)
+/// before anything is planned. The bound is the object's size, not Glance: status.projects
+/// lists every selected project (ID, name, domain: about 100 bytes each) and the ledger
+/// every project ID once more (about 35 bytes), so 5,000 projects take about 700 kB of
+/// status, half of the about 1.5 MB etcd stores per object, leaving room for the spec and
+/// the rest of the status. Glance's own `image_member_quota` (128 by default) must be raised
+/// to match for a selection this large to converge. Independent of spec.members, which the
+/// CRD limits to 1,000 entries.
+pub const MAX_SELECTED: usize = 5000;
 
 /// Appended to a Keystone refusal (HTTP 403) of a project or domain lookup.
 const NEEDS_READER: &str = "; resolving project names and spec.projectSelector needs \
