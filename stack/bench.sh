@@ -8,6 +8,9 @@
 # measured; the others, and the header, are kept from the existing BENCHMARKS.md.
 # BENCH_OUT=FILE BENCH_SECONDS=N only rewrites BENCHMARKS.md from the output of earlier runs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The cluster part selects 2,000 of the domain's projects: Keystone must answer them all (see
+# KEYSTONE_MAX_DB_LIMIT in lib.sh).
+export KEYSTONE_MAX_DB_LIMIT="${KEYSTONE_MAX_DB_LIMIT:-10000}"
 if [[ -n "${BENCH_OUT:-}" ]]; then
   out="$BENCH_OUT"
   elapsed="${BENCH_SECONDS:-?}"
@@ -85,6 +88,12 @@ through; Keystone calls are the operator's own \`imageshare_openstack_requests_t
 (reset at its start; the process is restarted before the first scenario); the status size is
 the object's \`.status\` as JSON once converged. The 1-minute load average of the machine,
 which runs the whole stack, is taken before the limit and after the operator.
+
+Keystone runs with \`max_db_limit = $KEYSTONE_MAX_DB_LIMIT\` here. With its default (1,000),
+Keystone $KEYSTONE_VERSION answers a project list asked without \`limit\`, as the operator
+asks it, with the domain's first 1,000 projects filtered by tag afterwards, and marks
+nothing as truncated: in a run with the default, the operator shared the image with 995 of
+the 2,000 projects and reported InSync.
 
 ![A cluster-wide selection, operator and limit](docs/bench/cluster.svg)
 
