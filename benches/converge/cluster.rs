@@ -459,7 +459,7 @@ async fn rotation(producer: &Os, part: &[String], tag: &str) -> Measured {
     clean_up(producer, &t, &builds).await;
     Measured {
         scenario: "rotation: 11th build of 10 (keepNewest 10) x 500 projects",
-        label: "rotation, 10 builds x 500 projects, one new",
+        label: "rotation: 11th build x 500 projects",
         ours,
         limit,
         limit_calls,
