@@ -91,8 +91,9 @@ build, 500 removals on the oldest). Glance calls are counted by the forwarding p
 through; Keystone calls are the operator's own \`imageshare_openstack_requests_total\`
 (service identity) over the measured time; peak RSS is the operator's VmHWM over that time
 (reset at its start; the process is restarted before the first scenario); the status size is
-the object's \`.status\` as JSON once converged. The 1-minute load average of the machine,
-which runs the whole stack, is taken before the limit and after the operator.
+the object's \`.status\` as JSON once converged. The 1-minute load average of the machine
+is taken before the limit and after the operator; the stack's own Glance, Keystone and
+kube-apiserver, busy during the measurement, count in it.
 
 Keystone runs with \`max_db_limit = $KEYSTONE_MAX_DB_LIMIT\` here. With its default,
 1,000, Keystone $KEYSTONE_VERSION answers a project list asked without \`limit\` (as
@@ -105,6 +106,19 @@ with 995 of the 2,000 projects and reported InSync.
 | Scenario | Operator s | Limit s | Ratio | Glance calls, operator / limit (ratio) | Peak RSS MiB | Status bytes | Keystone calls | Load avg 1 min, before / after |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 $(table bench-cluster)
+
+Reading the figures:
+
+- Glance calls: above the limit's, the operator makes one image GET (an image by ID) or one
+  image list (an image selector) per pass. In the rotation it lists the members of every
+  current build, where the limit lists only the two builds that change; the oldest build's
+  members are removed as the ledger records them, without a list.
+- Keystone calls: one project list per pass, however many projects it selects, and a token
+  only for a credential the operator has not used yet (each scenario's producer Secret
+  reaches Glance through a new proxy, so it is a new credential; the reader's is reused).
+- Status size: it grows with the selected projects (\`status.projects\`, and the ledger's
+  project IDs), not with the images: the ledger groups the images that share one project
+  list, and \`status.members\` keeps at most 200 rows.
 
 Calls by kind (operator):
 
