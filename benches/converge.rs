@@ -5,8 +5,12 @@
 //! concurrency as the operator (8 requests at a time per credential). Glance calls are
 //! counted on the way in by a forwarding proxy both go through. Prints a Markdown table
 //! (`bench-row:` lines, collected into BENCHMARKS.md); asserts only that both reached the
-//! same Glance state.
+//! same Glance state. The `cluster` part ([`cluster`]) does the same for one ImageShare
+//! selecting thousands of projects through Keystone. `BENCH_ONLY=PART` runs one part.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+#[path = "converge/cluster.rs"]
+mod cluster;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -565,17 +569,33 @@ fn usage(pid: u32) -> (u64, f64) {
     (hwm, ticks / 100.0)
 }
 
+/// The samples of the running operator's /metrics whose line starts with `prefix`, by their
+/// `operation` label (all under "" when they have none); None while it is not answering.
+async fn scrape(prefix: &str) -> Option<BTreeMap<String, u64>> {
+    let port = std::env::var("OPERATOR_PORT").unwrap_or_else(|_| "28080".into());
+    let answer = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?;
+    let text = answer.text().await.ok()?;
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(prefix)) {
+        let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let operation = line
+            .split_once("operation=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or("", |(operation, _)| operation);
+        *samples.entry(operation.to_string()).or_insert(0) += value as u64;
+    }
+    Some(samples)
+}
+
 /// Passes the running operator has made (its /metrics), 0 while it is not answering.
 async fn passes() -> u64 {
-    let port = std::env::var("OPERATOR_PORT").unwrap_or_else(|_| "28080".into());
-    let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
-        return 0;
-    };
-    let text = answer.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("imageshare_reconcile_passes_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    scrape("imageshare_reconcile_passes_total{")
+        .await
+        .map_or(0, |samples| samples.values().sum())
 }
 
 /// Waits until `count` ImageShares of `t` have a status for their generation.
@@ -669,6 +689,9 @@ async fn main() {
     }
     if only.is_empty() || only == "matrix" {
         matrix(&producer).await;
+    }
+    if only.is_empty() || only == "cluster" {
+        cluster::cluster(&producer).await;
     }
     if only.is_empty() || only == "scale" {
         scale().await;

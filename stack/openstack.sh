@@ -105,6 +105,7 @@ _os_write_keystone_conf() {
   cat >"$d/keystone.conf" <<EOF
 [DEFAULT]
 use_stderr = true
+${KEYSTONE_MAX_DB_LIMIT:+max_db_limit = $KEYSTONE_MAX_DB_LIMIT}
 [database]
 $(_os_db keystone)
 [token]
@@ -372,8 +373,8 @@ openstack_stop() {
 # everything after it are its own.
 KS_LIMIT_MARK="# [resource] list_limit of the test bed (keystone_list_limit)"
 
-# keystone_list_limit [N] -> sets Keystone's [resource] list_limit to N (without N: removes it,
-# Keystone's default is no limit) and reloads the running Keystone: gunicorn re-reads the app's
+# keystone_list_limit [N] -> sets Keystone's [resource] list_limit to N (without N: removes it;
+# lists are then cut only at max_db_limit, see KEYSTONE_MAX_DB_LIMIT in lib.sh) and reloads the running Keystone: gunicorn re-reads the app's
 # configuration on SIGHUP to its master, starting new workers and stopping the old ones (the
 # listening socket stays open, so requests wait for a new worker rather than fail). Returns
 # once no old worker is left and Keystone answers. With a limit, Keystone cuts project lists

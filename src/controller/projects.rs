@@ -16,8 +16,15 @@ use crate::api::{ImageShare, ImageShareSpec, MemberSpec, Reason, ResolvedProject
 use crate::openstack::{self, TerminalKind};
 use crate::openstack::{ProjectEntry, same_name};
 
-/// Most projects a selector may choose (the most members a spec may list).
-pub const MAX_SELECTED: usize = 1000;
+/// Most projects a selector may choose; a larger selection is refused (MemberQuotaExceeded)
+/// before anything is planned. The bound is the object's size, not Glance: status.projects
+/// lists every selected project (ID, name, domain) and the ledger its ID once more, about
+/// 160 bytes of status a project (`make bench` measured 333 kB for 2,000), so 5,000 take
+/// about 0.8 MB, half of the 1.5 MB etcd stores per object by default, leaving room for the
+/// spec and longer project names. Glance's own `image_member_quota` (128 by default) must be
+/// raised to match for a selection this large to converge. Independent of spec.members,
+/// which the CRD limits to 1,000 entries.
+pub const MAX_SELECTED: usize = 5000;
 
 /// Appended to a Keystone refusal (HTTP 403) of a project or domain lookup.
 const NEEDS_READER: &str = "; resolving project names and spec.projectSelector needs \
