@@ -49,6 +49,7 @@ struct Keystone {
 }
 
 impl Keystone {
+    /// Keystone with a token of the stack's admin (project-scoped, role admin).
     async fn admin() -> Keystone {
         let (http, token, _) = authenticate("admin").await;
         let url = clouds()["clouds"]["admin"]["auth"]["auth_url"]
