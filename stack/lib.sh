@@ -72,6 +72,10 @@ USER_PASSWORD="${USER_PASSWORD:-stack-user-secret}"
 # and loopback Glance endpoint overrides (the tests' fault proxies); anything else is refused.
 export IMAGESHARE_ALLOWED_AUTH_URLS="${IMAGESHARE_ALLOWED_AUTH_URLS:-http://127.0.0.1:}"
 export IMAGESHARE_ALLOWED_ENDPOINT_OVERRIDES="${IMAGESHARE_ALLOWED_ENDPOINT_OVERRIDES:-http://127.0.0.1:}"
+# The operator knows Keystone's max_db_limit when the stack raised it (see above).
+if [[ -n "$KEYSTONE_MAX_DB_LIMIT" ]]; then
+  export IMAGESHARE_KEYSTONE_MAX_DB_LIMIT="$KEYSTONE_MAX_DB_LIMIT"
+fi
 
 export GOMODCACHE="$CACHE_DIR/go/mod"
 export GOCACHE="$CACHE_DIR/go/build"
