@@ -100,8 +100,10 @@ kube-apiserver, busy during the measurement, count in it.
 Keystone runs with \`max_db_limit = $KEYSTONE_MAX_DB_LIMIT\` here. With its default,
 1,000, Keystone $KEYSTONE_VERSION answers a project list asked without \`limit\` (as
 the operator asks it) with the domain's first 1,000 projects, filtered by tag afterwards,
-and marks nothing as truncated: in a run with the default, the operator shared the image
-with 995 of the 2,000 projects and reported InSync.
+and marks nothing as truncated. Before the operator knew this, a run with the default
+shared the image with 995 of the 2,000 projects and reported InSync; it now refuses a list
+that long, and a tag query in a domain that large, as possibly cut (told the raised value
+with \`--keystone-max-db-limit\`, as here).
 
 ![A cluster-wide selection, operator and limit](docs/bench/cluster.svg)
 
