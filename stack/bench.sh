@@ -66,11 +66,12 @@ Reading the figures:
 - Calls: the operator's only call above the minimum is one image GET per image and pass,
   which checks the image's owner and visibility before any member write (calls ratio
   1 + images / minimum). No pass is repeated.
-- Time: each object's pass also makes Kubernetes calls the direct client never makes (a
-  Secret GET, the ledger write before the adds, the status write, one Event). Small cases
-  are bound by those round trips (a single removal); with many objects, kube-apiserver and
-  etcd take CPU from Glance on the same machine. The ledger write stays: it is what makes a
-  crash unable to forget a member it added.
+- Time: each object's pass also makes Kubernetes calls the direct client never makes (the
+  ledger write before the adds, the status write, one Event per kind of change and one for
+  the Ready change; the credential Secret is read once per version, not per pass). Small
+  cases are bound by those round trips (a single removal); with many objects,
+  kube-apiserver and etcd take CPU from Glance on the same machine. The ledger write stays:
+  it is what makes a crash unable to forget a member it added.
 
 Calls by kind (operator):
 
