@@ -19,7 +19,6 @@ use super::model::Outcome;
 use super::overlap;
 use super::plan::cleanup_plan;
 use super::ports::{Note, Writer};
-use super::report::DEFERRED_RETRY;
 use crate::api::{DeletionPolicy, ImageShare, Reason};
 
 /// How long a Delete cleanup may keep failing transiently before the finalizer is released.
@@ -57,16 +56,16 @@ pub async fn cleanup(share: &ImageShare, ctx: &Context) -> Result<Action, Error>
             .collect();
         let transient = failures.iter().find(|(_, f)| f.is_transient());
         if (transient.is_some() || plan.deferred) && deleting_for(share, ctx) < GIVE_UP {
-            let (message, retry_after) = match transient {
-                Some((step, f)) => (format!("{step}: {}", f.message), f.retry_after),
-                None => (
+            return Err(match transient {
+                Some((step, f)) => {
+                    Error::CleanupPending(format!("{step}: {}", f.message), f.retry_after)
+                }
+                None => Error::CleanupDeferred(
                     "waiting for another ImageShare that may declare these members to be \
                      processed"
                         .to_string(),
-                    Some(DEFERRED_RETRY),
                 ),
-            };
-            return Err(Error::CleanupPending(message, retry_after));
+            });
         }
         let left = failures.len() + plan.waiting;
         if left > 0 {

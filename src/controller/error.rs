@@ -44,6 +44,10 @@ pub enum Error {
     /// finalizer stays and it is retried (after the server's Retry-After, if it sent one).
     #[error("cleanup not finished, retrying: {0}")]
     CleanupPending(String, Option<Duration>),
+    /// Removals on deletion wait for another ImageShare that may declare the members to be
+    /// processed: not a failure, so it is retried soon without backing off.
+    #[error("cleanup waits: {0}")]
+    CleanupDeferred(String),
     /// The object has no namespace (ImageShare is namespaced, so this is a bug elsewhere).
     #[error("imageshare {0} has no namespace")]
     NoNamespace(String),
@@ -64,8 +68,14 @@ impl Error {
             Error::Kube { operation, .. } => operation.as_str(),
             Error::Finalizer(_) => "finalizer",
             Error::CleanupPending(..) => "cleanup_pending",
+            Error::CleanupDeferred(_) => "cleanup_deferred",
             Error::NoNamespace(_) => "no_namespace",
         }
+    }
+
+    /// Whether the reconcile only waits for another object (no backoff).
+    pub fn is_deferral(&self) -> bool {
+        matches!(self.inner(), Error::CleanupDeferred(_))
     }
 
     /// The error the finalizer wraps (the pass's or the cleanup's), else this one.

@@ -338,8 +338,13 @@ fn error_policy(share: Arc<ImageShare>, error: &Error, ctx: Arc<Context>) -> Act
 }
 
 /// How long to wait after a failed reconcile: the object's backoff, at least the server's
-/// Retry-After (also when the error comes through the finalizer).
+/// Retry-After (also when the error comes through the finalizer). A cleanup that only waits
+/// for another object comes back soon, as a live pass that waits does: waiting is not a
+/// failure, and a growing backoff would keep the object long after the wait ended.
 fn retry_delay(memory: &Memory, key: &ObjectRef<ImageShare>, error: &Error) -> Duration {
+    if error.is_deferral() {
+        return report::DEFERRED_RETRY;
+    }
     memory.failed(key, error.retry_after())
 }
 
@@ -357,6 +362,18 @@ mod tests {
         let delay = retry_delay(&memory, &key, &wrapped);
         assert!(delay >= Duration::from_secs(120), "{delay:?}");
         assert_eq!(wrapped.retry_after(), pending().retry_after());
+    }
+
+    #[test]
+    fn a_cleanup_that_waits_for_another_object_comes_back_soon_without_backing_off() {
+        let deferred = || Error::CleanupDeferred("waiting".into());
+        let wrapped = Error::Finalizer(Box::new(finalizer::Error::CleanupFailed(deferred())));
+        let memory = Memory::default();
+        let key = ObjectRef::new("x").within("ns");
+        for _ in 0..6 {
+            assert_eq!(retry_delay(&memory, &key, &wrapped), report::DEFERRED_RETRY);
+        }
+        assert_eq!(memory.failures(&key), 0);
     }
 
     #[test]
