@@ -41,98 +41,41 @@ const BUILDS: usize = 10;
 /// Keystone requests at a time while creating and deleting the projects.
 const KEYSTONE_CONCURRENCY: usize = 16;
 
-/// Keystone as the stack's admin, to create and delete the tagged projects.
-struct Keystone {
-    http: reqwest::Client,
-    token: String,
-    url: String,
+/// Creates `count` projects `PREFIX-NNNN` in the Default domain, each with the tags
+/// `tags(i)`, 16 at a time; returns their IDs in that order.
+async fn create_projects(
+    keystone: &KeystoneAdmin,
+    prefix: &str,
+    count: usize,
+    tags: impl Fn(usize) -> Vec<String>,
+) -> Vec<String> {
+    let mut made: Vec<(usize, String)> = futures::stream::iter(0..count)
+        .map(|i| {
+            let (name, tags) = (format!("{prefix}-{i:04}"), tags(i));
+            async move {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                (i, keystone.create_project("default", &name, &tags).await)
+            }
+        })
+        .buffer_unordered(KEYSTONE_CONCURRENCY)
+        .collect()
+        .await;
+    made.sort();
+    made.into_iter().map(|(_, id)| id).collect()
 }
 
-impl Keystone {
-    /// Keystone with a token of the stack's admin (project-scoped, role admin).
-    async fn admin() -> Keystone {
-        let (http, token, _) = authenticate("admin").await;
-        let url = clouds()["clouds"]["admin"]["auth"]["auth_url"]
-            .as_str()
-            .expect("auth_url")
-            .trim_end_matches('/')
-            .to_string();
-        Keystone { http, token, url }
-    }
+/// How many enabled projects of the Default domain carry `tag`, in Keystone's answer to a
+/// list without `limit` (as the operator asks).
+async fn tagged(keystone: &KeystoneAdmin, tag: &str) -> usize {
+    let answer = keystone.list("default", Some(tag)).await;
+    answer["projects"].as_array().map_or(0, Vec::len)
+}
 
-    /// One request, retried on 5xx and dropped connections; the status and JSON body.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        for attempt in 1..=8u64 {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.url))
-                .header("X-Auth-Token", &self.token);
-            if let Some(body) = body {
-                req = req.json(body);
-            }
-            match req.send().await {
-                Ok(resp) if !resp.status().is_server_error() => {
-                    let status = resp.status().as_u16();
-                    return (status, resp.json().await.unwrap_or(Value::Null));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(250 * attempt)).await,
-            }
-        }
-        panic!("keystone: {method} {path} kept failing")
-    }
-
-    /// Creates `count` projects `PREFIX-NNNN` in the Default domain, each with the tags
-    /// `tags(i)`, 16 at a time; returns their IDs in that order.
-    async fn create_projects(
-        &self,
-        prefix: &str,
-        count: usize,
-        tags: impl Fn(usize) -> Vec<String>,
-    ) -> Vec<String> {
-        let mut made: Vec<(usize, String)> = futures::stream::iter(0..count)
-            .map(|i| {
-                let project = json!({"project": {"name": format!("{prefix}-{i:04}"),
-                    "domain_id": "default", "tags": tags(i)}});
-                async move {
-                    let (status, body) = self
-                        .call(reqwest::Method::POST, "/projects", Some(&project))
-                        .await;
-                    assert_eq!(status, 201, "create project: {body}");
-                    (i, body["project"]["id"].as_str().expect("id").to_string())
-                }
-            })
-            .buffer_unordered(KEYSTONE_CONCURRENCY)
-            .collect()
-            .await;
-        made.sort();
-        made.into_iter().map(|(_, id)| id).collect()
-    }
-
-    /// How many enabled projects of the Default domain carry `tag`, in Keystone's answer
-    /// to a list without `limit` (as the operator asks).
-    async fn tagged(&self, tag: &str) -> usize {
-        let path = format!("/projects?domain_id=default&enabled=true&tags={tag}");
-        let (status, body) = self.call(reqwest::Method::GET, &path, None).await;
-        assert_eq!(status, 200, "list projects: {body}");
-        body["projects"].as_array().map_or(0, Vec::len)
-    }
-
-    /// Deletes projects, 16 at a time.
-    async fn delete_projects(&self, ids: &[String]) {
-        futures::stream::iter(ids)
-            .for_each_concurrent(KEYSTONE_CONCURRENCY, |id| async move {
-                let (status, body) = self
-                    .call(reqwest::Method::DELETE, &format!("/projects/{id}"), None)
-                    .await;
-                assert!(status == 204 || status == 404, "delete project: {body}");
-            })
-            .await;
-    }
+/// Deletes projects, 16 at a time.
+async fn delete_projects(keystone: &KeystoneAdmin, ids: &[String]) {
+    futures::stream::iter(ids)
+        .for_each_concurrent(KEYSTONE_CONCURRENCY, |id| keystone.delete_project(id))
+        .await;
 }
 
 /// Keystone requests of the running operator by operation, from its /metrics.
@@ -546,21 +489,20 @@ fn plot(results: &[Measured], path: &std::path::Path) {
 /// projects, the three scenarios, the plot, and the projects deleted again.
 pub async fn cluster(producer: &Os) {
     crash_and_restart_operator(Some(RELEASE_BIN));
-    let keystone = Keystone::admin().await;
+    let keystone = KeystoneAdmin::login().await;
     let (tag_all, tag_part) = (unique("cluster-all"), unique("cluster-part"));
     let prefix = unique("cluster");
-    let projects = keystone
-        .create_projects(&prefix, ALL, |i| {
-            let mut tags = vec![tag_all.clone()];
-            if i < PART {
-                tags.push(tag_part.clone());
-            }
-            tags
-        })
-        .await;
+    let projects = create_projects(&keystone, &prefix, ALL, |i| {
+        let mut tags = vec![tag_all.clone()];
+        if i < PART {
+            tags.push(tag_part.clone());
+        }
+        tags
+    })
+    .await;
     // Keystone cuts a list asked without `limit` at its max_db_limit (1,000 by default)
     // without saying so; `make bench` raises it (stack/lib.sh, KEYSTONE_MAX_DB_LIMIT).
-    let answered = keystone.tagged(&tag_all).await;
+    let answered = tagged(&keystone, &tag_all).await;
     assert_eq!(
         answered, ALL,
         "Keystone lists {answered} of the {ALL} tagged projects: raise its max_db_limit"
@@ -577,5 +519,5 @@ pub async fn cluster(producer: &Os) {
         &results,
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench/cluster.svg"),
     );
-    keystone.delete_projects(&projects).await;
+    delete_projects(&keystone, &projects).await;
 }

@@ -11,6 +11,7 @@
 pub mod cloud;
 pub mod fault_proxy;
 pub mod hostile_glance;
+pub mod keystone;
 pub mod namespace;
 pub mod scenario;
 mod server;
@@ -18,6 +19,7 @@ pub mod stack;
 pub mod wait;
 
 pub use cloud::*;
+pub use keystone::*;
 pub use namespace::*;
 pub use scenario::*;
 pub use stack::*;

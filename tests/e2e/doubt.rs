@@ -25,89 +25,6 @@ const OTHERS_AT_MOST: usize = 30;
 /// Projects the selector of the truncation test chooses.
 const TAGGED: usize = 5;
 
-/// Keystone as its admin, through its REST API (the CLI takes a second per call).
-struct Keystone {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Keystone {
-    async fn admin() -> Keystone {
-        let (http, token, _) = authenticate("admin").await;
-        let auth = &clouds()["clouds"]["admin"]["auth"];
-        let url = auth["auth_url"].as_str().expect("auth_url").to_string();
-        Keystone { http, url, token }
-    }
-
-    /// One call; retried on 5xx and dropped connections (Keystone reloads in these tests).
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.url))
-                .header("X-Auth-Token", &self.token)
-                .timeout(Duration::from_secs(60));
-            if let Some(b) = &body {
-                req = req.json(b);
-            }
-            match req.send().await {
-                Ok(resp) if resp.status().as_u16() < 500 || attempt >= 8 => {
-                    let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    return (status, serde_json::from_str(&text).unwrap_or(Value::Null));
-                }
-                Err(e) if attempt >= 8 => panic!("keystone {method} {path}: {e}"),
-                _ => tokio::time::sleep(Duration::from_millis(250 * attempt)).await,
-            }
-        }
-    }
-
-    async fn create_domain(&self, name: &str) -> String {
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                "/domains",
-                Some(json!({"domain": {"name": name}})),
-            )
-            .await;
-        assert_eq!(status, 201, "create domain {name}: {body}");
-        body["domain"]["id"].as_str().unwrap().to_string()
-    }
-
-    async fn create_project(&self, domain: &str, name: &str, tags: &[&str]) -> String {
-        let project = json!({"project": {"name": name, "domain_id": domain, "tags": tags}});
-        let (status, body) = self
-            .call(reqwest::Method::POST, "/projects", Some(project))
-            .await;
-        assert_eq!(status, 201, "create project {name}: {body}");
-        body["project"]["id"].as_str().unwrap().to_string()
-    }
-
-    /// `GET /v3/projects?domain_id=…&enabled=true[&tags=…]` as the operator asks it.
-    async fn list(&self, domain: &str, tag: Option<&str>) -> Value {
-        let mut path = format!("/projects?domain_id={domain}&enabled=true");
-        if let Some(tag) = tag {
-            path.push_str(&format!("&tags={tag}"));
-        }
-        let (status, body) = self.call(reqwest::Method::GET, &path, None).await;
-        assert_eq!(status, 200, "list projects: {body}");
-        body
-    }
-
-    /// Disables and deletes a domain (and with it its projects).
-    async fn delete_domain(&self, id: &str) {
-        let path = format!("/domains/{id}");
-        let disable = json!({"domain": {"enabled": false}});
-        self.call(reqwest::Method::PATCH, &path, Some(disable))
-            .await;
-        let (status, body) = self.call(reqwest::Method::DELETE, &path, None).await;
-        assert_eq!(status, 204, "delete domain {id}: {body}");
-    }
-}
-
 /// Keystone's `[resource] list_limit` set for as long as this lives; removed again when it
 /// is dropped, also when the test fails.
 struct ListLimit;
@@ -149,7 +66,7 @@ async fn a_truncated_keystone_list_stops_the_pass_and_revokes_nothing() {
     // The admin may list the projects of any domain, the test's own included.
     t.put_secret("admin-cloud", &clouds_yaml_for("admin", None))
         .await;
-    let ks = Keystone::admin().await;
+    let ks = KeystoneAdmin::login().await;
     let others = ks.list("default", None).await["projects"]
         .as_array()
         .map_or(0, Vec::len);
